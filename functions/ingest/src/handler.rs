@@ -1,0 +1,440 @@
+//! The ingest handler: one Kafka trigger event in; every record stored, or the invocation failed (or the
+//! unstored records reported) so that the trigger delivers them again. Nothing is acknowledged unstored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::Value;
+use shared::config::{FailureMode, IngestConfig};
+use shared::decode::{self, EventError};
+use shared::item::{self, PreparedItem};
+use shared::model::KafkaMessage;
+use shared::normalize::{self, Context};
+use shared::store::{BatchPut, BlobPut};
+use shared::writer::{self, Failure};
+use tokio::time::Instant;
+
+/// The invocation budget used when the runtime gives no deadline (tests, local runs).
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
+
+/// Why an invocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("not a Kafka trigger event: {0}")]
+    NotKafka(#[from] EventError),
+    #[error(
+        "{failed} of {total} records were not stored ({reason}); failing the invocation so the trigger delivers them again"
+    )]
+    NotStored {
+        failed: usize,
+        total: usize,
+        reason: String,
+        failures: Vec<Failure>,
+    },
+}
+
+impl From<IngestError> for Diagnostic {
+    fn from(error: IngestError) -> Diagnostic {
+        let error_type = match error {
+            IngestError::NotKafka(_) => "NotAKafkaEvent",
+            IngestError::NotStored { .. } => "RecordsNotStored",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// The response to the trigger. With `ReportBatchItemFailures` on the event source mapping, Lambda resumes
+/// each listed topic-partition at the listed offset; an empty list means every record was processed.
+/// Format: <https://docs.aws.amazon.com/lambda/latest/dg/kafka-retry-configurations.html>
+/// (`{"batchItemFailures": [{"itemIdentifier": {"partition": "topic-0", "offset": 15}}]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    pub item_identifier: ItemIdentifier,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemIdentifier {
+    /// `{topic}-{partition}`, as the event's record groups are keyed.
+    pub partition: String,
+    pub offset: i64,
+}
+
+/// What one invocation did: logged as one line and emitted as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InvocationSummary {
+    pub records: usize,
+    pub bytes: usize,
+    pub stored: usize,
+    pub retried: u64,
+    pub failed: usize,
+    pub offloaded: usize,
+    pub warnings: usize,
+    pub duration_ms: u64,
+}
+
+/// The ingest function's state, built once at start.
+pub struct Ingest {
+    table: Arc<dyn BatchPut>,
+    blobs: Arc<dyn BlobPut>,
+    config: IngestConfig,
+}
+
+impl Ingest {
+    pub fn new(table: Arc<dyn BatchPut>, blobs: Arc<dyn BlobPut>, config: IngestConfig) -> Self {
+        Ingest { table, blobs, config }
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Stores every record of `event` within `budget`.
+    pub async fn process(&self, event: &Value, budget: Duration) -> Result<(Response, InvocationSummary), IngestError> {
+        let started = Instant::now();
+        let deadline = started + budget.saturating_sub(self.config.deadline_margin);
+        let event = decode::decode_event(event)?;
+        let received_at: DateTime<Utc> = Utc::now();
+        let context = Context {
+            received_at,
+            topic_services: &self.config.topic_services,
+        };
+
+        let mut summary = InvocationSummary {
+            records: event.records.len(),
+            ..Default::default()
+        };
+        let mut prepared: Vec<PreparedItem> = Vec::with_capacity(event.records.len());
+        let mut failures: Vec<Failure> = Vec::new();
+        for message in &event.records {
+            summary.bytes += message.value.as_ref().map_or(0, Vec::len);
+            let notification = normalize::normalize(message, &context);
+            summary.warnings += notification.warnings.len();
+            if !notification.warnings.is_empty() {
+                tracing::info!(id = %notification.id, warnings = ?notification.warnings, "record normalized with warnings");
+            }
+            if self.config.log_payloads {
+                tracing::info!(id = %notification.id, payload = %String::from_utf8_lossy(notification.payload.as_deref().unwrap_or_default()), "payload");
+            }
+            match item::prepare(&notification, &self.config.layout, received_at.timestamp()) {
+                Ok(item) => prepared.push(item),
+                Err(err) => failures.push(Failure {
+                    id: notification.id.clone(),
+                    reason: err.to_string(),
+                }),
+            }
+        }
+        summary.offloaded = prepared.iter().filter(|p| !p.blobs.is_empty()).count();
+        let outcome = writer::write_all(
+            prepared,
+            self.table.as_ref(),
+            self.blobs.as_ref(),
+            self.config.layout.bucket.as_deref(),
+            self.config.write,
+            deadline,
+        )
+        .await;
+        failures.extend(outcome.failed);
+        summary.stored = outcome.stored;
+        summary.retried = outcome.retries;
+        summary.failed = failures.len();
+        summary.duration_ms = started.elapsed().as_millis() as u64;
+        emit(&summary);
+
+        if failures.is_empty() {
+            return Ok((
+                Response {
+                    batch_item_failures: Vec::new(),
+                },
+                summary,
+            ));
+        }
+        for failure in failures.iter().take(5) {
+            tracing::warn!(id = %failure.id, reason = %failure.reason, "record not stored");
+        }
+        let reason = failures.first().map(|f| f.reason.clone()).unwrap_or_default();
+        if self.config.failure_mode == FailureMode::ReportBatchItemFailures {
+            if let Some(response) = batch_item_failures(&event.records, &failures) {
+                return Ok((response, summary));
+            }
+        }
+        Err(IngestError::NotStored {
+            failed: failures.len(),
+            total: summary.records,
+            reason,
+            failures,
+        })
+    }
+}
+
+/// Per topic-partition, the lowest offset not stored: Lambda resumes there. `None` when a failed record
+/// has no offset to name (then only failing the whole invocation is safe).
+pub fn batch_item_failures(records: &[KafkaMessage], failures: &[Failure]) -> Option<Response> {
+    let failed: std::collections::HashSet<&str> = failures.iter().map(|f| f.id.as_str()).collect();
+    let mut lowest: BTreeMap<String, i64> = BTreeMap::new();
+    for record in records {
+        if !failed.contains(record.id().as_str()) {
+            continue;
+        }
+        let offset = record.offset?;
+        let partition = format!("{}-{}", record.topic, record.partition);
+        let entry = lowest.entry(partition).or_insert(offset);
+        *entry = (*entry).min(offset);
+    }
+    Some(Response {
+        batch_item_failures: lowest
+            .into_iter()
+            .map(|(partition, offset)| BatchItemFailure {
+                item_identifier: ItemIdentifier { partition, offset },
+            })
+            .collect(),
+    })
+}
+
+fn emit(summary: &InvocationSummary) {
+    tracing::info!(
+        records = summary.records,
+        bytes = summary.bytes,
+        stored = summary.stored,
+        retried = summary.retried,
+        failed = summary.failed,
+        offloaded = summary.offloaded,
+        warnings = summary.warnings,
+        duration_ms = summary.duration_ms,
+        "invocation summary"
+    );
+    metrics::counter!("RecordsReceived").increment(summary.records as u64);
+    metrics::counter!("BytesReceived").increment(summary.bytes as u64);
+    metrics::counter!("RecordsStored").increment(summary.stored as u64);
+    metrics::counter!("WriteRetries").increment(summary.retried);
+    metrics::counter!("RecordsFailed").increment(summary.failed as u64);
+    metrics::counter!("PayloadsOffloaded").increment(summary.offloaded as u64);
+    metrics::histogram!("IngestDurationMs").record(summary.duration_ms as f64);
+}
+
+/// The time left until the runtime's deadline; [`DEFAULT_BUDGET`] when it gave none.
+pub fn budget_from(deadline_ms: u64, now: SystemTime) -> Duration {
+    if deadline_ms == 0 {
+        return DEFAULT_BUDGET;
+    }
+    (SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms))
+        .duration_since(now)
+        .unwrap_or_default()
+}
+
+/// The Lambda entry point.
+pub async fn handle(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Response, IngestError> {
+    let budget = budget_from(event.context.deadline, SystemTime::now());
+    ingest
+        .process(&event.payload, budget)
+        .await
+        .map(|(response, _)| response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_runtime::Context as LambdaContext;
+    use serde_json::json;
+    use shared::config::IngestConfig;
+    use shared::memory::{Faults, InMemoryStore};
+
+    fn config(extra: &[(&str, &str)]) -> IngestConfig {
+        let mut pairs: Vec<(String, String)> = vec![("TABLE_NAME".into(), "notifications".into())];
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        IngestConfig::from_lookup(&move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap()
+    }
+
+    fn ingest_with(store: &Arc<InMemoryStore>, extra: &[(&str, &str)]) -> Ingest {
+        Ingest::new(store.clone(), store.clone(), config(extra))
+    }
+
+    fn b64(text: &[u8]) -> String {
+        shared::item::b64(text)
+    }
+
+    fn event(records: &[(&str, i64, i64, Option<&[u8]>)]) -> Value {
+        let mut groups = serde_json::Map::new();
+        for (topic, partition, offset, value) in records {
+            let group = groups
+                .entry(format!("{topic}-{partition}"))
+                .or_insert_with(|| json!([]));
+            group.as_array_mut().unwrap().push(json!({
+                "topic": topic, "partition": partition, "offset": offset, "timestamp": 1_700_000_000_000i64,
+                "timestampType": "CREATE_TIME", "key": b64(b"k"), "value": value.map(b64), "headers": []
+            }));
+        }
+        json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": groups})
+    }
+
+    #[tokio::test]
+    async fn the_aws_sample_msk_event_is_stored() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        let sample: Value = serde_json::from_str(include_str!("../../../fixtures/events/msk-sample.json")).unwrap();
+        let response = handle(&ingest, LambdaEvent::new(sample, LambdaContext::default()))
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({"batchItemFailures": []})
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_event_delivered_three_times_leaves_one_item_per_record() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        let records: Vec<(&str, i64, i64, Option<&[u8]>)> = (0..60)
+            .map(|i| ("orders", i % 3, i, Some(&br#"{"orderId":"o-1"}"#[..])))
+            .collect();
+        let event = event(&records);
+        for _ in 0..3 {
+            ingest.process(&event, DEFAULT_BUDGET).await.unwrap();
+        }
+        assert_eq!(store.len(), 60);
+    }
+
+    #[tokio::test]
+    async fn a_record_listed_twice_in_one_event_is_written_once() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        let event = event(&[("t", 0, 1, Some(b"a")), ("t", 0, 1, Some(b"a"))]);
+        let (_, summary) = ingest.process(&event, DEFAULT_BUDGET).await.unwrap();
+        assert_eq!(store.len(), 1);
+        assert_eq!(summary.stored, 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_and_unprocessed_items_are_retried_until_everything_is_stored() {
+        let store = Arc::new(InMemoryStore::new());
+        store.set_faults(Faults {
+            throttle_batches: 3,
+            unprocess_batches: 4,
+            unprocess_items: 10,
+            ..Faults::default()
+        });
+        let ingest = ingest_with(&store, &[]);
+        let records: Vec<(&str, i64, i64, Option<&[u8]>)> = (0..100).map(|i| ("t", 0, i, Some(&b"x"[..]))).collect();
+        let (_, summary) = ingest.process(&event(&records), DEFAULT_BUDGET).await.unwrap();
+        assert_eq!(store.len(), 100);
+        assert_eq!(summary.stored, 100);
+        assert!(summary.retried >= 7, "{summary:?}");
+    }
+
+    #[tokio::test]
+    async fn when_the_store_is_down_the_invocation_fails_naming_how_many_and_why() {
+        let store = Arc::new(InMemoryStore::new());
+        store.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
+        let ingest = ingest_with(&store, &[("DEADLINE_MARGIN_MS", "0")]);
+        let records: Vec<(&str, i64, i64, Option<&[u8]>)> = (0..30).map(|i| ("t", 0, i, Some(&b"x"[..]))).collect();
+        let err = ingest
+            .process(&event(&records), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("30 of 30 records were not stored"), "{message}");
+        assert!(message.contains("connection refused"), "{message}");
+        assert!(store.is_empty());
+        let diagnostic = Diagnostic::from(err);
+        assert_eq!(diagnostic.error_type, "RecordsNotStored");
+    }
+
+    #[tokio::test]
+    async fn in_report_mode_the_lowest_unstored_offset_of_each_partition_is_reported() {
+        let store = Arc::new(InMemoryStore::new());
+        store.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
+        let ingest = ingest_with(
+            &store,
+            &[
+                ("FAILURE_MODE", "report-batch-item-failures"),
+                ("DEADLINE_MARGIN_MS", "0"),
+            ],
+        );
+        let event = event(&[
+            ("a", 0, 7, Some(b"x")),
+            ("a", 0, 8, Some(b"x")),
+            ("a", 1, 3, Some(b"x")),
+            ("b-c", 2, 5, None),
+        ]);
+        let (response, _) = ingest.process(&event, Duration::from_millis(200)).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(response).unwrap(),
+            json!({"batchItemFailures": [
+                {"itemIdentifier": {"partition": "a-0", "offset": 7}},
+                {"itemIdentifier": {"partition": "a-1", "offset": 3}},
+                {"itemIdentifier": {"partition": "b-c-2", "offset": 5}},
+            ]})
+        );
+    }
+
+    #[tokio::test]
+    async fn events_that_are_not_kafka_events_are_rejected_clearly() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        for event in [json!({"Records": []}), json!("text"), json!({"eventSource": "aws:sqs"})] {
+            let err = ingest.process(&event, DEFAULT_BUDGET).await.unwrap_err();
+            assert!(matches!(err, IngestError::NotKafka(_)), "{err}");
+            assert_eq!(Diagnostic::from(err).error_type, "NotAKafkaEvent");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payload_too_large_for_an_item_goes_to_the_bucket() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[("PAYLOAD_BUCKET", "payloads")]);
+        let big = shared::memory::noise(1_000_000);
+        let (_, summary) = ingest
+            .process(&event(&[("t", 0, 1, Some(&big))]), DEFAULT_BUDGET)
+            .await
+            .unwrap();
+        assert_eq!(summary.offloaded, 1);
+        assert_eq!(store.blob_count(), 1);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_bucket_an_oversized_payload_fails_the_invocation_instead_of_vanishing() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        let big = shared::memory::noise(1_000_000);
+        let err = ingest
+            .process(
+                &event(&[("t", 0, 1, Some(&big)), ("t", 0, 2, Some(b"ok"))]),
+                DEFAULT_BUDGET,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PAYLOAD_BUCKET"), "{err}");
+        assert_eq!(store.len(), 1, "the other record is still stored");
+    }
+
+    #[test]
+    fn the_budget_is_the_time_to_the_deadline() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(budget_from(1_000_500, now), Duration::from_millis(500));
+        assert_eq!(budget_from(999_000, now), Duration::ZERO);
+        assert_eq!(budget_from(0, now), DEFAULT_BUDGET);
+    }
+}

@@ -1,0 +1,49 @@
+//! Wiring only: logging, configuration and SDK clients once at start, then the runtime loop.
+
+use std::sync::Arc;
+
+use ingest::handler::{self, Ingest};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use shared::config::IngestConfig;
+use shared::store::{DynamoStore, S3Store};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+    let config = IngestConfig::from_env()?;
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace("NotificationEventLog")
+        .with_dimension(
+            "function",
+            std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "ingest".into()),
+        )
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()?;
+    let aws = aws_config::load_from_env().await;
+    // Retries are the writer's job (within the invocation's deadline), not the SDK's.
+    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&aws)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let table = DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+        config.table.clone(),
+    );
+    let blobs = S3Store::new(shared::store::s3_client(&aws));
+    let ingest = Arc::new(Ingest::new(Arc::new(table), Arc::new(blobs), config));
+    metrics_cloudwatch_embedded::lambda::service::run(
+        metrics,
+        service_fn(move |event: LambdaEvent<Value>| {
+            let ingest = ingest.clone();
+            async move { handler::handle(&ingest, event).await }
+        }),
+    )
+    .await
+}

@@ -1,0 +1,273 @@
+//! Configuration, read once at start from environment variables. Parsing is pure (it takes a lookup
+//! function), so every rule has a test; each invalid value gets an error naming the variable and what it takes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::item::Layout;
+use crate::normalize::TopicServiceMap;
+use crate::writer::{Backoff, WriteOptions};
+
+/// A configuration variable with a bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn required(get: &dyn Fn(&str) -> Option<String>, variable: &'static str) -> Result<String, ConfigError> {
+    match get(variable).map(|v| v.trim().to_owned()) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            problem: "is required and not set".into(),
+        }),
+    }
+}
+
+fn optional(get: &dyn Fn(&str) -> Option<String>, variable: &str) -> Option<String> {
+    get(variable).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn number<T: FromStr + PartialOrd + std::fmt::Display + Copy>(
+    get: &dyn Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let Some(text) = optional(get, variable) else {
+        return Ok(default);
+    };
+    match text.parse::<T>() {
+        Ok(value) if value >= min && value <= max => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            problem: format!("{text:?} is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+/// What to do when records cannot be stored in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Fail the invocation: the trigger redelivers the whole batch (the default, works everywhere).
+    FailInvocation,
+    /// Return `batchItemFailures` naming, per topic-partition, the first offset not stored; needs
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]` on the event source mapping.
+    ReportBatchItemFailures,
+}
+
+/// The ingest function's configuration.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub table: String,
+    pub layout: Layout,
+    pub topic_services: TopicServiceMap,
+    pub write: WriteOptions,
+    pub failure_mode: FailureMode,
+    /// Time kept in hand before the invocation's deadline, to answer before Lambda cuts the function off.
+    pub deadline_margin: Duration,
+    /// Log record payloads (off by default: they carry customer data).
+    pub log_payloads: bool,
+}
+
+impl IngestConfig {
+    /// The variables this reads, for documentation and error messages.
+    pub const VARIABLES: [&'static str; 11] = [
+        "TABLE_NAME",
+        "PAYLOAD_BUCKET",
+        "PAYLOAD_PREFIX",
+        "RETENTION_DAYS",
+        "TOPIC_SERVICE_MAP",
+        "WRITE_CONCURRENCY",
+        "COMPRESS_MIN_BYTES",
+        "MAX_ITEM_BYTES",
+        "FAILURE_MODE",
+        "DEADLINE_MARGIN_MS",
+        "LOG_PAYLOADS",
+    ];
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table = required(get, "TABLE_NAME")?;
+        let retention_days: u64 = number(get, "RETENTION_DAYS", 0, 0, 36_500)?;
+        let topic_services =
+            TopicServiceMap::parse(&optional(get, "TOPIC_SERVICE_MAP").unwrap_or_default()).map_err(|problem| {
+                ConfigError {
+                    variable: "TOPIC_SERVICE_MAP",
+                    problem: format!("{problem}; expected topic=service,prefix.*=service"),
+                }
+            })?;
+        let failure_mode = match optional(get, "FAILURE_MODE").as_deref() {
+            None | Some("fail-invocation") => FailureMode::FailInvocation,
+            Some("report-batch-item-failures") => FailureMode::ReportBatchItemFailures,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "FAILURE_MODE",
+                    problem: format!("{other:?} is not fail-invocation or report-batch-item-failures"),
+                })
+            }
+        };
+        let log_payloads = match optional(get, "LOG_PAYLOADS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LOG_PAYLOADS",
+                    problem: format!("{other:?} is not true or false"),
+                })
+            }
+        };
+        let mut prefix = optional(get, "PAYLOAD_PREFIX").unwrap_or_else(|| "payloads/".into());
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(IngestConfig {
+            table,
+            layout: Layout {
+                compress_min_bytes: number(get, "COMPRESS_MIN_BYTES", 8 * 1024, 0, 10 * 1024 * 1024)?,
+                max_item_bytes: number(get, "MAX_ITEM_BYTES", 350_000, 4_096, 400_000)?,
+                bucket: optional(get, "PAYLOAD_BUCKET"),
+                prefix,
+                retention_seconds: (retention_days > 0).then_some(retention_days * 86_400),
+            },
+            topic_services,
+            write: WriteOptions {
+                concurrency: number(get, "WRITE_CONCURRENCY", 8, 1, 64)?,
+                backoff: Backoff::default(),
+            },
+            failure_mode,
+            deadline_margin: Duration::from_millis(number(get, "DEADLINE_MARGIN_MS", 1_500, 0, 60_000)?),
+            log_payloads,
+        })
+    }
+}
+
+/// The query function's configuration.
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    pub table: String,
+    /// Key that signs pagination cursors; at least 32 bytes.
+    pub cursor_secret: Vec<u8>,
+    /// Whether the secret was generated at start because none was configured.
+    pub cursor_secret_generated: bool,
+    /// How long a cursor stays valid.
+    pub cursor_ttl: Duration,
+}
+
+impl QueryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let table = required(get, "TABLE_NAME")?;
+        let (cursor_secret, generated) = match optional(get, "CURSOR_SECRET") {
+            Some(secret) if secret.len() >= 32 => (secret.into_bytes(), false),
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "CURSOR_SECRET",
+                    problem: "must be at least 32 characters".into(),
+                })
+            }
+            None => ((0..32).map(|_| rand::random::<u8>()).collect(), true),
+        };
+        let ttl_hours: u64 = number(get, "CURSOR_TTL_HOURS", 24, 1, 24 * 30)?;
+        Ok(QueryConfig {
+            table,
+            cursor_secret,
+            cursor_secret_generated: generated,
+            cursor_ttl: Duration::from_secs(ttl_hours * 3600),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn ingest_defaults_need_only_a_table() {
+        let config = IngestConfig::from_lookup(&lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(config.table, "t");
+        assert_eq!(config.layout.bucket, None);
+        assert_eq!(config.layout.retention_seconds, None);
+        assert_eq!(config.write.concurrency, 8);
+        assert_eq!(config.failure_mode, FailureMode::FailInvocation);
+        assert!(!config.log_payloads);
+    }
+
+    #[test]
+    fn ingest_reads_every_setting() {
+        let config = IngestConfig::from_lookup(&lookup(&[
+            ("TABLE_NAME", "t"),
+            ("PAYLOAD_BUCKET", "b"),
+            ("PAYLOAD_PREFIX", "p"),
+            ("RETENTION_DAYS", "30"),
+            ("TOPIC_SERVICE_MAP", "orders=order-service"),
+            ("WRITE_CONCURRENCY", "4"),
+            ("FAILURE_MODE", "report-batch-item-failures"),
+            ("LOG_PAYLOADS", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(config.layout.bucket.as_deref(), Some("b"));
+        assert_eq!(config.layout.prefix, "p/");
+        assert_eq!(config.layout.retention_seconds, Some(30 * 86_400));
+        assert_eq!(config.topic_services.service_for("orders"), Some("order-service"));
+        assert_eq!(config.write.concurrency, 4);
+        assert_eq!(config.failure_mode, FailureMode::ReportBatchItemFailures);
+        assert!(config.log_payloads);
+    }
+
+    #[test]
+    fn ingest_names_the_variable_that_is_wrong() {
+        for (pairs, variable) in [
+            (vec![], "TABLE_NAME"),
+            (
+                vec![("TABLE_NAME", "t"), ("WRITE_CONCURRENCY", "0")],
+                "WRITE_CONCURRENCY",
+            ),
+            (
+                vec![("TABLE_NAME", "t"), ("WRITE_CONCURRENCY", "many")],
+                "WRITE_CONCURRENCY",
+            ),
+            (vec![("TABLE_NAME", "t"), ("RETENTION_DAYS", "-1")], "RETENTION_DAYS"),
+            (
+                vec![("TABLE_NAME", "t"), ("TOPIC_SERVICE_MAP", "orders")],
+                "TOPIC_SERVICE_MAP",
+            ),
+            (vec![("TABLE_NAME", "t"), ("FAILURE_MODE", "retry")], "FAILURE_MODE"),
+            (
+                vec![("TABLE_NAME", "t"), ("MAX_ITEM_BYTES", "500000")],
+                "MAX_ITEM_BYTES",
+            ),
+            (vec![("TABLE_NAME", "t"), ("LOG_PAYLOADS", "yes")], "LOG_PAYLOADS"),
+        ] {
+            let err = IngestConfig::from_lookup(&lookup(&pairs)).unwrap_err();
+            assert_eq!(err.variable, variable, "{err}");
+        }
+    }
+
+    #[test]
+    fn query_takes_a_long_enough_cursor_secret_or_generates_one() {
+        let config = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t")])).unwrap();
+        assert!(config.cursor_secret_generated);
+        assert_eq!(config.cursor_secret.len(), 32);
+        let secret = "s".repeat(40);
+        let config = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", &secret)])).unwrap();
+        assert!(!config.cursor_secret_generated);
+        let err = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")])).unwrap_err();
+        assert_eq!(err.variable, "CURSOR_SECRET");
+    }
+}

@@ -1,0 +1,292 @@
+//! The domain model: one Kafka record as it arrives ([`KafkaMessage`]) and as it is stored ([`Notification`]).
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Bytes that are shown as text when they are valid UTF-8 and as base64 otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Data {
+    Text(String),
+    Bytes { base64: String },
+}
+
+impl Data {
+    /// Text when the bytes are valid UTF-8, bytes otherwise.
+    pub fn from_bytes(bytes: Vec<u8>) -> Data {
+        match String::from_utf8(bytes) {
+            Ok(text) => Data::Text(text),
+            Err(err) => Data::Bytes {
+                base64: base64::engine::general_purpose::STANDARD.encode(err.as_bytes()),
+            },
+        }
+    }
+
+    /// The raw bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Data::Text(text) => text.as_bytes().to_vec(),
+            Data::Bytes { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Data::Text(text) => Some(text),
+            Data::Bytes { .. } => None,
+        }
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Text(text) => serializer.serialize_str(text),
+            Data::Bytes { base64 } => {
+                use serde::ser::SerializeMap;
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("base64", base64)?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// One Kafka header. Names are text (the trigger delivers them as JSON object keys); values are kept
+/// as text where valid UTF-8 and as bytes otherwise. Repeated names are separate headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Header {
+    pub name: String,
+    pub value: Data,
+}
+
+/// One Kafka record as delivered by the trigger, decoded from its JSON and base64.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaMessage {
+    pub topic: String,
+    pub partition: i64,
+    /// `None` when the trigger sent no usable offset; the record is still kept (see [`KafkaMessage::id`]).
+    pub offset: Option<i64>,
+    /// Milliseconds since the epoch, as delivered.
+    pub timestamp: Option<i64>,
+    pub timestamp_type: Option<String>,
+    pub key: Option<Vec<u8>>,
+    /// `None` is a tombstone (null value).
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// What decoding noticed (invalid base64, a header that was not a byte array, ...).
+    pub warnings: Vec<String>,
+    /// A digest of the record as delivered, used for identity when the offset is unusable.
+    pub fingerprint: String,
+}
+
+impl KafkaMessage {
+    /// The stable identity of the record: `{topic}:{partition}:{offset}`. When the trigger sent no usable
+    /// offset, a digest of the delivered record stands in for it, so redelivery still maps to one item.
+    pub fn id(&self) -> String {
+        match self.offset {
+            Some(offset) => format!("{}:{}:{}", self.topic, self.partition, offset),
+            None => format!("{}:{}:x{}", self.topic, self.partition, self.fingerprint),
+        }
+    }
+}
+
+/// How the record value was framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PayloadFormat {
+    /// A JSON document.
+    Json,
+    /// Valid UTF-8 that is not JSON.
+    Text,
+    /// Anything else (Avro, Protobuf, compressed data, ...).
+    Binary,
+    /// A null value.
+    Tombstone,
+    /// Confluent schema-registry framing around a JSON document.
+    ConfluentJson,
+    /// Confluent schema-registry framing around a body that is not JSON (Avro or Protobuf).
+    ConfluentBinary,
+}
+
+impl PayloadFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Json => "json",
+            PayloadFormat::Text => "text",
+            PayloadFormat::Binary => "binary",
+            PayloadFormat::Tombstone => "tombstone",
+            PayloadFormat::ConfluentJson => "confluent-json",
+            PayloadFormat::ConfluentBinary => "confluent-binary",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PayloadFormat> {
+        [
+            PayloadFormat::Json,
+            PayloadFormat::Text,
+            PayloadFormat::Binary,
+            PayloadFormat::Tombstone,
+            PayloadFormat::ConfluentJson,
+            PayloadFormat::ConfluentBinary,
+        ]
+        .into_iter()
+        .find(|format| format.as_str() == text)
+    }
+}
+
+/// The fields extracted from a message by normalization (BRIEF §4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Extracted {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+/// The stored record: one per Kafka record (BRIEF §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: String,
+    pub source_topic: String,
+    pub partition: i64,
+    pub offset: Option<i64>,
+    pub kafka_timestamp: Option<i64>,
+    pub timestamp_type: Option<String>,
+    pub key: Option<Data>,
+    pub headers: Vec<Header>,
+    pub fields: Extracted,
+    /// RFC 3339, UTC, microseconds: fixed width, so it sorts as text.
+    pub occurred_at: String,
+    pub received_at: String,
+    /// The record value, byte for byte; `None` for a tombstone.
+    pub payload: Option<Vec<u8>>,
+    pub payload_format: PayloadFormat,
+    /// The schema-registry id, when the value carried Confluent framing.
+    pub schema_id: Option<u32>,
+    pub warnings: Vec<String>,
+}
+
+impl Notification {
+    /// The payload size in bytes (0 for a tombstone).
+    pub fn payload_size(&self) -> usize {
+        self.payload.as_ref().map_or(0, Vec::len)
+    }
+
+    /// The record as people see it: the fields of BRIEF §3, with the payload rendered by [`render_payload`].
+    pub fn view(&self) -> NotificationView {
+        NotificationView {
+            summary: self.summary(),
+            headers: self.headers.clone(),
+            payload: render_payload(self.payload.as_deref(), self.payload_format),
+        }
+    }
+
+    /// The summary: every field but the payload and headers (what the indexes project).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            id: self.id.clone(),
+            source_topic: self.source_topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            kafka_timestamp: self.kafka_timestamp,
+            timestamp_type: self.timestamp_type.clone(),
+            key: self.key.clone(),
+            fields: self.fields.clone(),
+            occurred_at: self.occurred_at.clone(),
+            received_at: self.received_at.clone(),
+            payload_format: self.payload_format,
+            payload_size: self.payload_size() as u64,
+            schema_id: self.schema_id,
+            warnings: self.warnings.clone(),
+        }
+    }
+}
+
+/// A record without its payload and headers: what list answers carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Summary {
+    pub id: String,
+    pub source_topic: String,
+    pub partition: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka_timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Data>,
+    #[serde(flatten)]
+    pub fields: Extracted,
+    pub occurred_at: String,
+    pub received_at: String,
+    pub payload_format: PayloadFormat,
+    pub payload_size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
+    pub warnings: Vec<String>,
+}
+
+/// A whole record for display: summary fields, headers and the rendered payload.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationView {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub headers: Vec<Header>,
+    #[serde(flatten)]
+    pub payload: RenderedPayload,
+}
+
+/// A payload as shown in JSON answers, with `payload_encoding` saying how to read `payload`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "payload_encoding", content = "payload", rename_all = "lowercase")]
+pub enum RenderedPayload {
+    /// The JSON document itself, byte for byte (numbers keep their exact text).
+    Json(Box<serde_json::value::RawValue>),
+    /// Text that is not JSON.
+    Text(String),
+    /// Bytes that are not UTF-8.
+    Base64(String),
+    /// A tombstone: there is no payload.
+    None(()),
+}
+
+/// Renders a payload for people: JSON payloads (also behind Confluent framing) as JSON, other UTF-8 as text,
+/// anything else as base64. JSON nested deeper than serde_json's limit of 128 levels is shown as text.
+pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> RenderedPayload {
+    let Some(bytes) = payload else {
+        return RenderedPayload::None(());
+    };
+    if matches!(format, PayloadFormat::Json | PayloadFormat::ConfluentJson) {
+        let body = match format {
+            PayloadFormat::ConfluentJson => bytes.get(5..).unwrap_or_default(),
+            _ => bytes,
+        };
+        if let Ok(text) = std::str::from_utf8(body) {
+            let text = text.trim_start_matches('\u{feff}').trim();
+            if let Ok(raw) = serde_json::value::RawValue::from_string(text.to_owned()) {
+                return RenderedPayload::Json(raw);
+            }
+        }
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => RenderedPayload::Text(text.to_owned()),
+        Err(_) => RenderedPayload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+    }
+}

@@ -1,0 +1,184 @@
+//! A fault layer in front of a DynamoDB-compatible server: an HTTP proxy that forwards every request, but
+//! answers a share of BatchWriteItem calls with a throttling error and, of others, forwards only part of the
+//! items and returns the rest as UnprocessedItems, exactly as DynamoDB does under load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+/// What to inject, as shares of BatchWriteItem calls.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPlan {
+    /// Share of calls answered `ThrottlingException` (HTTP 400) without reaching the server.
+    pub throttle: f64,
+    /// Share of calls of which only the first half of the items is forwarded; the rest come back unprocessed.
+    pub unprocess: f64,
+    /// Share of calls answered HTTP 500.
+    pub server_error: f64,
+    pub seed: u64,
+}
+
+/// What was injected.
+#[derive(Debug, Default)]
+pub struct FaultCounts {
+    pub batch_calls: AtomicU64,
+    pub throttled: AtomicU64,
+    pub unprocessed_items: AtomicU64,
+    pub server_errors: AtomicU64,
+}
+
+struct ProxyState {
+    upstream: String,
+    plan: FaultPlan,
+    rng: Mutex<StdRng>,
+    counts: Arc<FaultCounts>,
+    client: reqwest::Client,
+}
+
+/// A running proxy.
+pub struct FaultProxy {
+    pub endpoint: String,
+    pub counts: Arc<FaultCounts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a proxy to `upstream` on a random local port.
+pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
+    let counts = Arc::new(FaultCounts::default());
+    let state = Arc::new(ProxyState {
+        upstream: upstream.trim_end_matches('/').to_owned(),
+        plan,
+        rng: Mutex::new(StdRng::seed_from_u64(plan.seed)),
+        counts: counts.clone(),
+        client: reqwest::Client::new(),
+    });
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    FaultProxy {
+        endpoint: format!("http://{address}"),
+        counts,
+        task,
+    }
+}
+
+fn dynamodb_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/x-amz-json-1.0"));
+    response
+}
+
+async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut body = to_bytes(body, usize::MAX).await.unwrap_or_default().to_vec();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut held_back: Option<(String, Vec<Value>)> = None;
+    if target.ends_with(".BatchWriteItem") {
+        state.counts.batch_calls.fetch_add(1, Ordering::Relaxed);
+        let roll: f64 = state.rng.lock().map(|mut r| r.gen()).unwrap_or(1.0);
+        let plan = state.plan;
+        if roll < plan.throttle {
+            state.counts.throttled.fetch_add(1, Ordering::Relaxed);
+            return dynamodb_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                "Rate of requests exceeds the allowed throughput (injected)",
+            );
+        }
+        if roll < plan.throttle + plan.server_error {
+            state.counts.server_errors.fetch_add(1, Ordering::Relaxed);
+            return dynamodb_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "Internal server error (injected)",
+            );
+        }
+        if roll < plan.throttle + plan.server_error + plan.unprocess {
+            if let Ok(mut request_json) = serde_json::from_slice::<Value>(&body) {
+                if let Some(tables) = request_json.get_mut("RequestItems").and_then(Value::as_object_mut) {
+                    if let Some((table, writes)) = tables.iter_mut().next() {
+                        if let Some(list) = writes.as_array_mut() {
+                            if list.len() > 1 {
+                                let rest = list.split_off(list.len() / 2);
+                                state
+                                    .counts
+                                    .unprocessed_items
+                                    .fetch_add(rest.len() as u64, Ordering::Relaxed);
+                                held_back = Some((table.clone(), rest));
+                            }
+                        }
+                    }
+                }
+                body = serde_json::to_vec(&request_json).unwrap_or(body);
+            }
+        }
+    }
+    let url = format!(
+        "{}{}",
+        state.upstream,
+        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    let upstream = match state
+        .client
+        .request(parts.method.clone(), url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(err) => {
+            let mut response = Response::new(Body::from(format!("upstream unreachable: {err}")));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            return response;
+        }
+    };
+    let status = upstream.status();
+    let upstream_headers = upstream.headers().clone();
+    let mut bytes = upstream.bytes().await.unwrap_or_default().to_vec();
+    if let (Some((table, rest)), true) = (held_back, status.is_success()) {
+        if let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) {
+            answer["UnprocessedItems"] = serde_json::json!({ table: rest });
+            bytes = serde_json::to_vec(&answer).unwrap_or(bytes);
+        }
+    }
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &upstream_headers {
+        if name != "content-length" && name != "transfer-encoding" && !name.as_str().starts_with("x-amz-crc32") {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}

@@ -1,0 +1,377 @@
+//! The shared harness of the integration and end-to-end suites.
+//!
+//! - [`moto_endpoint`]: one moto server per test binary, started from the project's own virtualenv (`.venv`,
+//!   made by `make venv`), or the endpoint in `TEST_AWS_ENDPOINT_URL` (LocalStack, a shared moto).
+//! - [`TestEnv::new`]: a fresh table (from the shared definition) and bucket for every test, random names.
+//! - [`fault_proxy`]: a fault layer in front of the server that throttles and leaves items unprocessed.
+//! - [`QueryServer`]: the real query router served on a random local port.
+
+pub mod fault_proxy;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use shared::config::{IngestConfig, QueryConfig};
+use shared::store::{DynamoStore, S3Store};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A random name for test resources.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+/// A free local port (bound and released; the caller binds it next).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A moto server process, stopped when the test process ends (a watchdog shell polls our pid).
+pub struct MotoServer {
+    pub endpoint: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` from `.venv` on a free port and waits until it answers.
+    pub fn start() -> MotoServer {
+        let moto = workspace_root().join(".venv/bin/moto_server");
+        assert!(
+            moto.exists(),
+            "{} is missing: run `make venv` (make test and make dev do it for you)",
+            moto.display()
+        );
+        let port = free_port();
+        Self::start_on(&moto, port)
+    }
+
+    fn start_on(moto: &std::path::Path, port: u16) -> MotoServer {
+        let script = format!(
+            "{} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null' EXIT TERM; \
+             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
+            moto.display(),
+            parent = std::process::id()
+        );
+        let child = Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("bash starts moto_server");
+        assert!(
+            wait_for_port(port, Duration::from_secs(60)),
+            "moto_server did not start on port {port}"
+        );
+        MotoServer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            port,
+            child,
+        }
+    }
+
+    /// Stops the server (for tests of an outage); [`MotoServer::restart`] brings it back on the same port.
+    pub fn stop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-P", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        let moto = workspace_root().join(".venv/bin/moto_server");
+        let fresh = Self::start_on(&moto, self.port);
+        *self = fresh;
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The DynamoDB/S3 endpoint shared by a test binary.
+pub fn moto_endpoint() -> String {
+    static SHARED: OnceLock<String> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            if let Ok(endpoint) = std::env::var("TEST_AWS_ENDPOINT_URL") {
+                return endpoint;
+            }
+            let server = MotoServer::start();
+            let endpoint = server.endpoint.clone();
+            // Kept for the life of the test process; the watchdog stops it after.
+            std::mem::forget(server);
+            endpoint
+        })
+        .clone()
+}
+
+/// SDK configuration for a local endpoint with dummy credentials.
+pub fn sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .build(),
+        )
+        .build()
+}
+
+/// A DynamoDB client without SDK retries (the writer retries) for `endpoint`.
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// An S3 client (path-style) for `endpoint`.
+pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    shared::store::s3_client(&sdk_config(endpoint))
+}
+
+/// A table and a bucket of one test's own.
+pub struct TestEnv {
+    pub endpoint: String,
+    pub table: String,
+    pub bucket: String,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl TestEnv {
+    /// Creates a fresh table and bucket on the shared server.
+    pub async fn new() -> TestEnv {
+        Self::on(&moto_endpoint()).await
+    }
+
+    /// Creates a fresh table and bucket on `endpoint`.
+    pub async fn on(endpoint: &str) -> TestEnv {
+        let table = unique("notifications");
+        let bucket = unique("payloads");
+        let dynamodb = dynamodb_client(endpoint);
+        let s3 = s3_client(endpoint);
+        shared::table::create_table(&dynamodb, &table)
+            .send()
+            .await
+            .expect("create table");
+        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        TestEnv {
+            endpoint: endpoint.to_owned(),
+            table,
+            bucket,
+            dynamodb,
+            s3,
+        }
+    }
+
+    /// The ingest configuration for this table and bucket, plus `extra` variables.
+    pub fn ingest_config(&self, extra: &[(&str, &str)]) -> IngestConfig {
+        let mut pairs: Vec<(String, String)> = vec![
+            ("TABLE_NAME".into(), self.table.clone()),
+            ("PAYLOAD_BUCKET".into(), self.bucket.clone()),
+        ];
+        pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        IngestConfig::from_lookup(&move |name| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .expect("valid ingest config")
+    }
+
+    /// The real ingest handler over this environment (through `endpoint`, which may be a fault proxy).
+    pub fn ingest_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
+        let config = self.ingest_config(extra);
+        let table = DynamoStore::new(dynamodb_client(endpoint), config.table.clone());
+        let blobs = S3Store::new(s3_client(endpoint));
+        ingest::handler::Ingest::new(Arc::new(table), Arc::new(blobs), config)
+    }
+
+    pub fn ingest(&self, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
+        self.ingest_via(&self.endpoint.clone(), extra)
+    }
+
+    /// How many items the table holds (a scan: tests only).
+    pub async fn count_items(&self) -> usize {
+        let mut count = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            count += page.count as usize;
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return count,
+            }
+        }
+    }
+
+    /// Serves the real query API over this environment on a random local port.
+    pub async fn query_server(&self) -> QueryServer {
+        let config = QueryConfig::from_lookup(&|name| match name {
+            "TABLE_NAME" => Some(self.table.clone()),
+            "CURSOR_SECRET" => Some("integration-test-cursor-secret-0123456789".into()),
+            _ => None,
+        })
+        .expect("valid query config");
+        let app = query::app(&config, dynamodb_client(&self.endpoint), s3_client(&self.endpoint));
+        QueryServer::serve(app).await
+    }
+}
+
+/// The query router on a local port.
+pub struct QueryServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl QueryServer {
+    pub async fn serve(app: axum::Router) -> QueryServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        QueryServer {
+            base: format!("http://{address}"),
+            client: reqwest::Client::new(),
+            task,
+        }
+    }
+
+    /// GETs `path_and_query`; returns status, content type and JSON body.
+    pub async fn get(&self, path_and_query: &str) -> (u16, String, serde_json::Value) {
+        let response = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, content_type, body)
+    }
+}
+
+impl Drop for QueryServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Kafka trigger event (the MSK shape) for records `(topic, partition, offset, key, value, headers)`.
+pub fn kafka_event(records: &[EventRecord]) -> serde_json::Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut groups = serde_json::Map::new();
+    for r in records {
+        let group = groups
+            .entry(format!("{}-{}", r.topic, r.partition))
+            .or_insert_with(|| serde_json::json!([]));
+        let headers: Vec<serde_json::Value> = r
+            .headers
+            .iter()
+            .map(|(name, value)| serde_json::json!({ name.clone(): value.iter().map(|b| *b as i8).collect::<Vec<i8>>() }))
+            .collect();
+        if let Some(list) = group.as_array_mut() {
+            list.push(serde_json::json!({
+                "topic": r.topic, "partition": r.partition, "offset": r.offset,
+                "timestamp": r.timestamp, "timestampType": "CREATE_TIME",
+                "key": r.key.as_deref().map(b64), "value": r.value.as_deref().map(b64), "headers": headers,
+            }));
+        }
+    }
+    serde_json::json!({
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:us-east-1:123456789012:cluster/local/00000000-0000-0000-0000-000000000000-1",
+        "bootstrapServers": "127.0.0.1:9092",
+        "records": groups,
+    })
+}
+
+/// One record of a test event.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl EventRecord {
+    pub fn json(topic: &str, partition: i64, offset: i64, value: serde_json::Value) -> EventRecord {
+        EventRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp: 1_700_000_000_000 + offset,
+            key: None,
+            value: Some(serde_json::to_vec(&value).expect("json")),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn bytes(topic: &str, partition: i64, offset: i64, value: Option<Vec<u8>>) -> EventRecord {
+        EventRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp: 1_700_000_000_000 + offset,
+            key: None,
+            value,
+            headers: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The ingest function against a real moto server (DynamoDB and S3 over HTTP).
+
+use std::time::Duration;
+
+use integration_tests::fault_proxy::{self, FaultPlan};
+use integration_tests::{kafka_event, EventRecord, MotoServer, TestEnv};
+use serde_json::json;
+use sha2::Digest;
+
+const BUDGET: Duration = Duration::from_secs(120);
+
+fn order_events(topic: &str, count: i64) -> Vec<EventRecord> {
+    (0..count)
+        .map(|i| {
+            EventRecord::json(
+                topic,
+                i % 4,
+                i,
+                json!({"eventType": "OrderCreated", "orderId": format!("o-{}", i % 50), "correlationId": format!("c-{}", i % 7)}),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ingest_stores_the_aws_sample_msk_event() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/events/msk-sample.json")).unwrap();
+    let (response, summary) = ingest.process(&sample, BUDGET).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(summary.stored, 1);
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.table)
+        .key(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S("AWSKafkaTopic:0:0".into()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("stored");
+    assert_eq!(item["source_topic"].as_s().unwrap(), "AWSKafkaTopic");
+}
+
+#[tokio::test]
+async fn redelivering_the_same_event_three_times_leaves_exactly_one_item_per_record() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    let event = kafka_event(&order_events("orders", 120));
+    for _ in 0..3 {
+        ingest.process(&event, BUDGET).await.unwrap();
+    }
+    assert_eq!(env.count_items().await, 120);
+}
+
+#[tokio::test]
+async fn a_full_batch_of_ten_thousand_records_is_stored() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    let event = kafka_event(&order_events("orders.bulk", 10_000));
+    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    assert_eq!(summary.records, 10_000);
+    assert_eq!(summary.stored, 10_000);
+    assert_eq!(summary.failed, 0);
+    assert_eq!(env.count_items().await, 10_000);
+}
+
+#[tokio::test]
+async fn a_one_megabyte_payload_goes_to_s3_and_comes_back_byte_for_byte() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    // Incompressible bytes, so compression cannot bring it under the item limit.
+    let payload = shared::memory::noise(1_048_576);
+    let event = kafka_event(&[EventRecord::bytes("blobs", 0, 7, Some(payload.clone()))]);
+    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    assert_eq!(summary.offloaded, 1);
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.table)
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S("blobs:0:7".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let pointer = item["payload_s3"].as_m().unwrap();
+    assert_eq!(pointer["size"].as_n().unwrap(), "1048576");
+    assert_eq!(
+        pointer["sha256"].as_s().unwrap(),
+        &hex::encode(sha2::Sha256::digest(&payload))
+    );
+    let object = env
+        .s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(pointer["key"].as_s().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let stored = object.body.collect().await.unwrap().into_bytes();
+    assert_eq!(stored.as_ref(), payload.as_slice());
+}
+
+#[tokio::test]
+async fn an_order_id_longer_than_the_index_key_limit_is_stored_under_its_digest() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    let long_id = "9".repeat(3000);
+    let event = kafka_event(&[EventRecord::json("orders", 0, 1, json!({"orderId": long_id}))]);
+    ingest.process(&event, BUDGET).await.unwrap();
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.table)
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S("orders:0:1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["order_id"].as_s().unwrap(), &long_id);
+    assert!(item["order_key"].as_s().unwrap().starts_with("sha256:"));
+}
+
+#[tokio::test]
+async fn throttling_and_unprocessed_items_from_a_fault_layer_still_leave_every_record_stored() {
+    let env = TestEnv::new().await;
+    let proxy = fault_proxy::start(
+        &env.endpoint,
+        FaultPlan {
+            throttle: 0.3,
+            unprocess: 0.3,
+            server_error: 0.05,
+            seed: 7,
+        },
+    )
+    .await;
+    let ingest = env.ingest_via(&proxy.endpoint, &[]);
+    let event = kafka_event(&order_events("orders.faulty", 2_000));
+    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    assert_eq!(summary.stored, 2_000);
+    assert_eq!(env.count_items().await, 2_000);
+    let throttled = proxy.counts.throttled.load(std::sync::atomic::Ordering::Relaxed);
+    let unprocessed = proxy
+        .counts
+        .unprocessed_items
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        throttled > 0 && unprocessed > 0,
+        "faults were injected: {throttled} throttled, {unprocessed} unprocessed"
+    );
+    assert!(summary.retried >= throttled, "{summary:?}");
+}
+
+#[tokio::test]
+async fn when_the_server_is_down_the_invocation_fails_and_nothing_is_claimed_stored() {
+    let mut server = MotoServer::start();
+    let env = TestEnv::on(&server.endpoint).await;
+    let ingest = env.ingest(&[("DEADLINE_MARGIN_MS", "0")]);
+    server.stop();
+    let event = kafka_event(&order_events("orders", 40));
+    let err = ingest.process(&event, Duration::from_secs(3)).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("40 of 40 records were not stored"), "{message}");
+    // Back up (an empty server): redelivery then stores everything.
+    server.restart();
+    let env = TestEnv::on(&server.endpoint).await;
+    let ingest = env.ingest(&[]);
+    ingest.process(&event, BUDGET).await.unwrap();
+    assert_eq!(env.count_items().await, 40);
+}
+
+#[tokio::test]
+async fn records_that_are_not_json_are_stored_as_they_came() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[]);
+    let event = kafka_event(&[
+        EventRecord::bytes("misc", 0, 1, Some(vec![0xff, 0xfe, 0x00, 0x01])),
+        EventRecord::bytes("misc", 0, 2, None),
+        EventRecord::bytes("misc", 0, 3, Some(b"plain text".to_vec())),
+    ]);
+    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    assert_eq!(summary.stored, 3);
+    let item = env
+        .dynamodb
+        .get_item()
+        .table_name(&env.table)
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S("misc:0:1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["payload"].as_b().unwrap().as_ref(), &[0xff, 0xfe, 0x00, 0x01]);
+    assert_eq!(item["payload_format"].as_s().unwrap(), "binary");
+}
