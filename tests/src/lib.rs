@@ -8,115 +8,22 @@
 
 pub mod fault_proxy;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::Credentials;
+use aws_config::SdkConfig;
 use shared::config::{IngestConfig, QueryConfig};
 use shared::store::{DynamoStore, S3Store};
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use tools::moto::{free_port, wait_for_port, workspace_root, MotoServer};
 
 /// A random name for test resources.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-/// A free local port (bound and released; the caller binds it next).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
-
-/// Waits until something accepts connections on `port`.
-pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// A moto server process, stopped when the test process ends (a watchdog shell polls our pid).
-pub struct MotoServer {
-    pub endpoint: String,
-    pub port: u16,
-    child: Child,
-}
-
-impl MotoServer {
-    /// Starts `moto_server` from `.venv` on a free port and waits until it answers.
-    pub fn start() -> MotoServer {
-        let moto = workspace_root().join(".venv/bin/moto_server");
-        assert!(
-            moto.exists(),
-            "{} is missing: run `make venv` (make test and make dev do it for you)",
-            moto.display()
-        );
-        let port = free_port();
-        Self::start_on(&moto, port)
-    }
-
-    fn start_on(moto: &std::path::Path, port: u16) -> MotoServer {
-        let script = format!(
-            "{} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null' EXIT TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
-            moto.display(),
-            parent = std::process::id()
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("bash starts moto_server");
-        assert!(
-            wait_for_port(port, Duration::from_secs(60)),
-            "moto_server did not start on port {port}"
-        );
-        MotoServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-            child,
-        }
-    }
-
-    /// Stops the server (for tests of an outage); [`MotoServer::restart`] brings it back on the same port.
-    pub fn stop(&mut self) {
-        let _ = Command::new("pkill")
-            .args(["-TERM", "-P", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn restart(&mut self) {
-        let moto = workspace_root().join(".venv/bin/moto_server");
-        let fresh = Self::start_on(&moto, self.port);
-        *self = fresh;
-    }
-}
-
-impl Drop for MotoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Starts a moto server of a test's own (for tests that stop and restart it).
+pub fn own_moto() -> MotoServer {
+    MotoServer::start(0).expect("moto server starts")
 }
 
 /// The DynamoDB/S3 endpoint shared by a test binary.
@@ -127,7 +34,7 @@ pub fn moto_endpoint() -> String {
             if let Ok(endpoint) = std::env::var("TEST_AWS_ENDPOINT_URL") {
                 return endpoint;
             }
-            let server = MotoServer::start();
+            let server = own_moto();
             let endpoint = server.endpoint.clone();
             // Kept for the life of the test process; the watchdog stops it after.
             std::mem::forget(server);
@@ -138,28 +45,12 @@ pub fn moto_endpoint() -> String {
 
 /// SDK configuration for a local endpoint with dummy credentials.
 pub fn sdk_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
-            Credentials::new("test", "test", None, None, "tests"),
-        ))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(30))
-                .build(),
-        )
-        .build()
+    tools::aws::local_config(endpoint)
 }
 
 /// A DynamoDB client without SDK retries (the writer retries) for `endpoint`.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(endpoint))
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    tools::aws::dynamodb_client(&sdk_config(endpoint))
 }
 
 /// An S3 client (path-style) for `endpoint`.

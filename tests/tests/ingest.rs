@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::{kafka_event, EventRecord, MotoServer, TestEnv};
+use integration_tests::{kafka_event, own_moto, EventRecord, TestEnv};
 use serde_json::json;
 use sha2::Digest;
 
@@ -160,7 +160,7 @@ async fn throttling_and_unprocessed_items_from_a_fault_layer_still_leave_every_r
 
 #[tokio::test]
 async fn when_the_server_is_down_the_invocation_fails_and_nothing_is_claimed_stored() {
-    let mut server = MotoServer::start();
+    let mut server = own_moto();
     let env = TestEnv::on(&server.endpoint).await;
     let ingest = env.ingest(&[("DEADLINE_MARGIN_MS", "0")]);
     server.stop();
@@ -169,7 +169,7 @@ async fn when_the_server_is_down_the_invocation_fails_and_nothing_is_claimed_sto
     let message = err.to_string();
     assert!(message.starts_with("40 of 40 records were not stored"), "{message}");
     // Back up (an empty server): redelivery then stores everything.
-    server.restart();
+    server.restart().unwrap();
     let env = TestEnv::on(&server.endpoint).await;
     let ingest = env.ingest(&[]);
     ingest.process(&event, BUDGET).await.unwrap();

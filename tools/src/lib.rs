@@ -1,4 +1,91 @@
 //! The `notifications` command's subcommands and the local event source mapping, as a library so that the
 //! integration tests drive exactly what users run.
 
+pub mod aws;
+pub mod dev;
+pub mod esm;
+pub mod kafka;
+pub mod moto;
 pub mod normalize_cmd;
+pub mod produce;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Logging for the command line tools: human-readable, `RUST_LOG` to change the level.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
+        )
+        .with_target(false)
+        .compact()
+        .try_init();
+}
+
+/// Options of the stand-alone mapping: what to invoke.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvokeArgs {
+    /// Invoke this function through the Lambda Invoke API (cargo lambda watch, LocalStack, AWS) instead of
+    /// running the ingest handler in-process (which reads TABLE_NAME etc. from the environment).
+    #[arg(long)]
+    pub function_name: Option<String>,
+    /// The Lambda API endpoint (cargo lambda watch: http://127.0.0.1:9000); default: AWS's.
+    #[arg(long)]
+    pub lambda_endpoint: Option<String>,
+    /// The in-process handler's time budget per invocation, in seconds (a Lambda timeout).
+    #[arg(long, default_value_t = 60)]
+    pub timeout_seconds: u64,
+}
+
+/// Runs the local event source mapping on its own until Ctrl-C or SIGTERM.
+pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::Result<()> {
+    let aws = aws_config::load_from_env().await;
+    let invoker: Arc<dyn esm::Invoke> = match &invoke.function_name {
+        Some(function) => {
+            let mut lambda = aws_sdk_lambda::config::Builder::from(&aws);
+            if let Some(url) = &invoke.lambda_endpoint {
+                lambda = lambda.endpoint_url(url);
+            }
+            Arc::new(esm::LambdaInvoke {
+                client: aws_sdk_lambda::Client::from_conf(lambda.build()),
+                function: function.clone(),
+            })
+        }
+        None => {
+            let ingest_config = shared::config::IngestConfig::from_env()?;
+            let table = shared::store::DynamoStore::new(aws::dynamodb_client(&aws), ingest_config.table.clone());
+            let blobs = shared::store::S3Store::new(shared::store::s3_client(&aws));
+            Arc::new(esm::InProcess {
+                ingest: Arc::new(ingest::handler::Ingest::new(
+                    Arc::new(table),
+                    Arc::new(blobs),
+                    ingest_config,
+                )),
+                timeout: Duration::from_secs(invoke.timeout_seconds),
+            })
+        }
+    };
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        dev::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    eprintln!(
+        "mapping group {} on {} (topics {}) -> {}",
+        config.group_id,
+        config.bootstrap_servers,
+        config.topics.join(","),
+        invoke.function_name.as_deref().unwrap_or("ingest handler in-process")
+    );
+    let progress = esm::run(&config, invoker.as_ref(), stopping, &|p| {
+        tracing::debug!(batches = p.batches, records = p.records, "progress");
+    })
+    .await?;
+    eprintln!(
+        "stopped after {} records in {} batches",
+        progress.records, progress.batches
+    );
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! `local-esm`: the local event source mapping on its own. Wiring only.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "local-esm",
+    version,
+    about = "Reads Kafka and invokes the ingest function as AWS's MSK trigger does"
+)]
+struct Args {
+    #[command(flatten)]
+    config: tools::esm::EsmConfig,
+    #[command(flatten)]
+    invoke: tools::InvokeArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tools::init_logging();
+    tools::run_mapping(args.config, args.invoke).await
+}
