@@ -46,13 +46,43 @@ struct ProxyState {
 pub struct FaultProxy {
     pub endpoint: String,
     pub counts: Arc<FaultCounts>,
-    task: tokio::task::JoinHandle<()>,
+    port: u16,
+    state: Arc<ProxyState>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
+}
+
+impl FaultProxy {
+    /// Stops listening: connections are refused, as when the server is down.
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&mut self) {
+        self.stop();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => break listener,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        self.task = Some(serve(listener, self.state.clone()));
+    }
+}
+
+fn serve(listener: tokio::net::TcpListener, state: Arc<ProxyState>) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
 }
 
 /// Starts a proxy to `upstream` on a random local port.
@@ -65,16 +95,15 @@ pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
         counts: counts.clone(),
         client: reqwest::Client::new(),
     });
-    let app = axum::Router::new().fallback(forward).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let task = serve(listener, state.clone());
     FaultProxy {
         endpoint: format!("http://{address}"),
         counts,
-        task,
+        port: address.port(),
+        state,
+        task: Some(task),
     }
 }
 

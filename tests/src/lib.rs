@@ -7,6 +7,7 @@
 //! - [`QueryServer`]: the real query router served on a random local port.
 
 pub mod fault_proxy;
+pub mod kafka;
 
 use std::sync::{Arc, OnceLock};
 

@@ -148,38 +148,37 @@ pub async fn send(producer: &FutureProducer, message: &Outgoing) -> anyhow::Resu
     Ok((delivery.partition, delivery.offset))
 }
 
-/// Sends `messages` at `rate` per second (0 = as fast as the broker takes them, many in flight), printing a
+/// Sends `messages` at `rate` per second (0 = as fast as the broker takes them), many in flight, printing a
 /// progress line each second and a summary at the end.
 pub async fn send_all(producer: &FutureProducer, messages: &[Outgoing], rate: f64) -> anyhow::Result<()> {
-    use futures::stream::{self, StreamExt, TryStreamExt};
+    use futures::stream::{FuturesOrdered, StreamExt};
+    const IN_FLIGHT: usize = 256;
     let started = Instant::now();
-    let last_report = std::sync::Mutex::new(Instant::now());
-    let in_flight = if rate > 0.0 { 1 } else { 256 };
-    stream::iter(messages.iter().enumerate())
-        .map(|(index, message)| {
-            let last_report = &last_report;
-            async move {
-                if rate > 0.0 {
-                    tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate)).await;
-                }
-                send(producer, message).await?;
-                if let Ok(mut last) = last_report.lock() {
-                    if last.elapsed() >= Duration::from_secs(1) {
-                        *last = Instant::now();
-                        let sent = index + 1;
-                        eprintln!(
-                            "produced {sent}/{} ({:.0}/s)",
-                            messages.len(),
-                            sent as f64 / started.elapsed().as_secs_f64()
-                        );
-                    }
-                }
-                anyhow::Ok(())
+    let mut last_report = Instant::now();
+    let mut pending = FuturesOrdered::new();
+    for (index, message) in messages.iter().enumerate() {
+        if rate > 0.0 {
+            tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate)).await;
+        }
+        pending.push_back(send(producer, message));
+        if pending.len() >= IN_FLIGHT {
+            if let Some(result) = pending.next().await {
+                result?;
             }
-        })
-        .buffered(in_flight)
-        .try_collect::<()>()
-        .await?;
+        }
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            let sent = index + 1;
+            eprintln!(
+                "produced {sent}/{} ({:.0}/s)",
+                messages.len(),
+                sent as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    while let Some(result) = pending.next().await {
+        result?;
+    }
     eprintln!(
         "produced {} messages in {:.1}s",
         messages.len(),

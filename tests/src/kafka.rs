@@ -1,0 +1,166 @@
+//! The Kafka side of the end-to-end suite: the embedded mock cluster by default, or the broker named by
+//! `KAFKA_BOOTSTRAP_SERVERS` (Tansu, Apache Kafka), with topics created the way each needs.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use tools::esm::{Invocation, Invoke};
+use tools::kafka::EmbeddedKafka;
+
+/// The broker a test talks to.
+pub struct TestKafka {
+    pub bootstrap: String,
+    embedded: Option<EmbeddedKafka>,
+}
+
+impl TestKafka {
+    /// The broker in `KAFKA_BOOTSTRAP_SERVERS`, or a fresh embedded mock cluster.
+    pub fn start() -> TestKafka {
+        match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(bootstrap) if !bootstrap.is_empty() => TestKafka {
+                bootstrap,
+                embedded: None,
+            },
+            _ => {
+                let embedded = EmbeddedKafka::start(1).expect("mock cluster starts");
+                TestKafka {
+                    bootstrap: embedded.bootstrap_servers().to_owned(),
+                    embedded: Some(embedded),
+                }
+            }
+        }
+    }
+
+    /// Which broker this is, for messages.
+    pub fn describe(&self) -> String {
+        match self.embedded {
+            Some(_) => format!("embedded mock cluster at {}", self.bootstrap),
+            None => format!("external broker at {}", self.bootstrap),
+        }
+    }
+
+    /// Creates a topic: through the mock cluster when embedded, through the admin API otherwise.
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        match &self.embedded {
+            Some(cluster) => cluster.create_topic(name, partitions).expect("create topic"),
+            None => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.bootstrap)
+                    .create()
+                    .expect("admin client");
+                let results = admin
+                    .create_topics(
+                        &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                        &AdminOptions::new(),
+                    )
+                    .await
+                    .expect("create topics");
+                for result in results {
+                    if let Err((topic, err)) = result {
+                        panic!("create topic {topic}: {err}");
+                    }
+                }
+                // Give the broker a moment to make the partitions available.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    /// The offsets a group has committed for `topic`'s partitions `0..partitions` (missing ones absent).
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", group)
+            .create()
+            .expect("consumer");
+        let mut list = TopicPartitionList::new();
+        for partition in 0..partitions {
+            list.add_partition(topic, partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// One record an invocation carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+}
+
+/// Wraps an invoker and records every event it delivered successfully, in order.
+pub struct Recording {
+    pub inner: Arc<dyn Invoke>,
+    pub batches: Mutex<Vec<Vec<Delivered>>>,
+    pub failures: Mutex<u64>,
+}
+
+impl Recording {
+    pub fn new(inner: Arc<dyn Invoke>) -> Arc<Recording> {
+        Arc::new(Recording {
+            inner,
+            batches: Mutex::new(Vec::new()),
+            failures: Mutex::new(0),
+        })
+    }
+
+    /// Every successfully delivered record, in delivery order.
+    pub fn delivered(&self) -> Vec<Delivered> {
+        self.batches.lock().map(|b| b.concat()).unwrap_or_default()
+    }
+
+    pub fn failed_invocations(&self) -> u64 {
+        self.failures.lock().map(|f| *f).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Invoke for Recording {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+        let result = self.inner.invoke(event).await;
+        match &result {
+            Ok(Invocation::Success) => {
+                let mut batch = Vec::new();
+                if let Some(groups) = event["records"].as_object() {
+                    for records in groups.values() {
+                        for record in records.as_array().into_iter().flatten() {
+                            batch.push(Delivered {
+                                topic: record["topic"].as_str().unwrap_or_default().to_owned(),
+                                partition: record["partition"].as_i64().unwrap_or(-1),
+                                offset: record["offset"].as_i64().unwrap_or(-1),
+                            });
+                        }
+                    }
+                }
+                if let Ok(mut batches) = self.batches.lock() {
+                    batches.push(batch);
+                }
+            }
+            _ => {
+                if let Ok(mut failures) = self.failures.lock() {
+                    *failures += 1;
+                }
+            }
+        }
+        result
+    }
+}
