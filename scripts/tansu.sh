@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Tansu 0.6.0, the second Kafka-protocol broker of the end-to-end suite (BRIEF §8).
+#   scripts/tansu.sh install   build and install it once per machine (~20 minutes on 2 cores)
+#   scripts/tansu.sh start     start it on 127.0.0.1:${TANSU_PORT:-9093} with SQLite storage; prints its pid
+#   scripts/tansu.sh stop      stop the one started by `start`
+#   scripts/tansu.sh test      start it, run the end-to-end suite against it, stop it
+# Only the sqlite:// storage engine is used: the memory:// engine loses messages.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+port=${TANSU_PORT:-9093}
+state=${TANSU_STATE:-$root/target/tansu}
+pidfile=$state/tansu.pid
+
+install() {
+  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q '0\.6\.0'; then
+    echo "tansu 0.6.0 is installed: $(command -v tansu)"
+    return
+  fi
+  cargo install tansu --version 0.6.0 --locked --features dynostore,libsql
+}
+
+start() {
+  command -v tansu >/dev/null || { echo "tansu is not installed: scripts/tansu.sh install" >&2; exit 1; }
+  mkdir -p "$state"
+  rm -f "$state/tansu.db"*
+  tansu broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "sqlite://$state/tansu.db" \
+    >"$state/tansu.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "tansu listening on 127.0.0.1:$port (pid $(cat "$pidfile"), log $state/tansu.log)"
+      return
+    fi
+    sleep 0.2
+  done
+  echo "tansu did not start; its log:" >&2
+  cat "$state/tansu.log" >&2
+  stop
+  exit 1
+}
+
+stop() {
+  if [[ -f $pidfile ]]; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  fi
+}
+
+run_tests() {
+  start
+  trap stop EXIT
+  echo "tansu tier: end-to-end suite against Tansu 0.6.0 at 127.0.0.1:$port"
+  (cd "$root" && KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port cargo test -p integration-tests --test e2e)
+}
+
+case ${1:-} in
+  install) install ;;
+  start) start ;;
+  stop) stop ;;
+  test) run_tests ;;
+  *) echo "usage: $0 install|start|stop|test" >&2; exit 2 ;;
+esac
