@@ -1,0 +1,147 @@
+//! Property-based fuzzing of the HTTP surface: arbitrary paths, query strings and methods through the real
+//! router over the in-memory double (`InMemoryStore`, a test double) holding a few records. Every answer must be
+//! below 500, every error a problem document, and every 200 JSON.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Method, Request, Uri};
+use http_body_util::BodyExt;
+use proptest::prelude::*;
+use shared::item::{prepare, Layout};
+use shared::memory::InMemoryStore;
+use shared::model::KafkaMessage;
+use shared::normalize::{normalize, Context, TopicServiceMap};
+use shared::store::BatchPut;
+use tower::ServiceExt;
+
+fn app() -> axum::Router {
+    static APP: OnceLock<axum::Router> = OnceLock::new();
+    APP.get_or_init(|| {
+        let store = Arc::new(InMemoryStore::new());
+        let services = TopicServiceMap::default();
+        let context = Context {
+            received_at: chrono::Utc::now(),
+            topic_services: &services,
+        };
+        let items: Vec<_> = (0..30i64)
+            .map(|offset| {
+                let value = format!(
+                    r#"{{"eventType":"E{}","orderId":"o-{}","customerId":"c-1","correlationId":"k-{}","time":{}}}"#,
+                    offset % 3,
+                    offset % 4,
+                    offset % 2,
+                    1_700_000_000 + offset
+                );
+                let message = KafkaMessage {
+                    topic: "t".into(),
+                    partition: 0,
+                    offset: Some(offset),
+                    timestamp: Some(1_700_000_000_000),
+                    timestamp_type: Some("CREATE_TIME".into()),
+                    key: None,
+                    value: Some(value.into_bytes()),
+                    headers: Vec::new(),
+                    warnings: Vec::new(),
+                    fingerprint: String::new(),
+                };
+                prepare(&normalize(&message, &context), &Layout::default(), 0)
+                    .expect("fits")
+                    .item
+            })
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            for chunk in items.chunks(25) {
+                store.batch_put(chunk.to_vec()).await.expect("stored");
+            }
+        });
+        query::api::router(query::api::AppState {
+            index: store.clone(),
+            items: store.clone(),
+            blobs: store,
+            cursors: query::cursor::CursorSigner::new(vec![7; 32], 3600),
+        })
+    })
+    .clone()
+}
+
+fn segment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("notifications".to_owned()),
+        Just("correlations".to_owned()),
+        Just("timeline".to_owned()),
+        Just("health".to_owned()),
+        Just("openapi.json".to_owned()),
+        Just("t:0:3".to_owned()),
+        Just("k-1".to_owned()),
+        "[a-zA-Z0-9:._~-]{0,12}",
+        "(%[0-9A-F]{2}){1,6}",
+        "\\PC{0,8}".prop_map(|s| s.bytes().map(|b| format!("%{b:02X}")).collect()),
+    ]
+}
+
+fn parameter() -> impl Strategy<Value = String> {
+    let name = prop_oneof![
+        Just("order_id"),
+        Just("correlation_id"),
+        Just("customer_id"),
+        Just("event_type"),
+        Just("since"),
+        Just("until"),
+        Just("limit"),
+        Just("order"),
+        Just("cursor"),
+        Just("x"),
+    ];
+    let value = prop_oneof![
+        Just("o-1".to_owned()),
+        Just("k-0".to_owned()),
+        Just("2023-11-14T22:13:25Z".to_owned()),
+        Just("desc".to_owned()),
+        "-?[0-9]{1,4}",
+        "[A-Za-z0-9._~-]{0,20}",
+        "(%[0-9A-F]{2}){0,8}",
+        "[A-Za-z0-9_-]{10,60}\\.[A-Za-z0-9_-]{10,50}",
+    ];
+    (name, value).prop_map(|(n, v)| format!("{n}={v}"))
+}
+
+fn request() -> impl Strategy<Value = (u8, String)> {
+    let path = prop::collection::vec(segment(), 0..4).prop_map(|segments| format!("/{}", segments.join("/")));
+    let query = prop::collection::vec(parameter(), 0..5);
+    (any::<u8>(), path, query).prop_map(|(method, path, query)| {
+        let uri = if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.join("&"))
+        };
+        (method, uri)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_request_gets_a_server_error_and_every_error_is_a_problem((method, uri) in request()) {
+        let uri: Uri = uri.parse().expect("generated URIs are valid");
+        let method = match method % 5 { 0 => Method::POST, 1 => Method::DELETE, _ => Method::GET };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let response = runtime
+            .block_on(app().oneshot(Request::builder().method(method).uri(uri.clone()).body(Body::empty()).expect("request")))
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let body = runtime.block_on(response.into_body().collect()).expect("body").to_bytes();
+        prop_assert!(status.as_u16() < 500, "{status} for {uri}");
+        let json: Result<serde_json::Value, _> = serde_json::from_slice(&body);
+        prop_assert!(json.is_ok(), "{uri}: answer is not JSON");
+        if status.is_client_error() {
+            prop_assert_eq!(content_type, "application/problem+json");
+            let problem = json.expect("checked");
+            prop_assert_eq!(problem["status"].as_u64(), Some(u64::from(status.as_u16())));
+            prop_assert!(!problem["detail"].as_str().unwrap_or_default().is_empty());
+        }
+    }
+}
