@@ -1,40 +1,66 @@
 # One entry point for every chore. `make help` lists them.
+#   make dev    the whole pipeline locally (embedded Kafka, moto, mapping, ingest, query API on :3000)
+#   make test   every suite, as CI runs it
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 CARGO ?= cargo
+# The Tansu tier runs when `tansu` is on PATH (scripts/tansu.sh install puts it there once per machine).
+TANSU := $(shell command -v tansu 2>/dev/null)
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@awk -F':.*## ' '/^[a-z-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 .PHONY: venv
-venv: ## Create the Python virtualenv with moto (once)
+venv: ## Create the Python virtualenv with moto (once per change of localstack/requirements.txt)
 	@scripts/venv.sh $(VENV) localstack/requirements.txt
+
+.PHONY: dev
+dev: venv ## Run the whole pipeline locally until Ctrl-C (Kafka at 127.0.0.1:9092, API at :3000)
+	$(CARGO) run --bin notifications -- dev
 
 .PHONY: lint
 lint: ## cargo fmt --check and clippy with -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: infra-lint
+infra-lint: ## cfn-lint and sam validate --lint on the deployment template (offline)
+	infra/lint.sh
+
 .PHONY: unit
-unit: ## Unit and handler tests (no servers)
+unit: ## Unit and handler tests only (no servers)
 	$(CARGO) test --workspace --lib --bins
 
-.PHONY: integration
-integration: venv ## Integration suites against moto and a real Kafka-protocol broker
-	$(CARGO) test -p integration-tests
-
 .PHONY: test
-test: venv lint ## Every suite: lint, unit, handler, integration and end-to-end
+test: venv lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, template
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	@$(MAKE) --no-print-directory tansu-tier
+
+.PHONY: tansu-tier
+tansu-tier: ## The end-to-end suite against Tansu, when Tansu is installed
+ifeq ($(TANSU),)
+	@echo "tansu tier: skipped (tansu is not installed; scripts/tansu.sh install builds it once, ~20 minutes)"
+else
+	scripts/tansu.sh test
+endif
+
+.PHONY: faults
+faults: venv ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outage, throttling
+	FAULT_RECORDS=$${FAULT_RECORDS:-100000} $(CARGO) test --release -p integration-tests --test faults -- --nocapture
+
+.PHONY: api-fuzz
+api-fuzz: ## schemathesis against the OpenAPI document on a local stack (API_FUZZ_SECONDS, default 120)
+	scripts/api-fuzz.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz decode + normalize for FUZZ_SECONDS (default 60); needs cargo-fuzz
+fuzz: ## Fuzz decode + normalize for FUZZ_SECONDS (default 60); installs cargo-fuzz once
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run normalize -- -max_total_time=$${FUZZ_SECONDS:-60}
 
 .PHONY: clean
-clean: ## Remove build output and the virtualenv
+clean: ## Remove build output and the virtualenvs
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-infra .venv-apifuzz

@@ -23,11 +23,12 @@ start() {
   command -v tansu >/dev/null || { echo "tansu is not installed: scripts/tansu.sh install" >&2; exit 1; }
   mkdir -p "$state"
   rm -f "$state/tansu.db"*
-  tansu broker \
+  # Tansu reads a sqlite:// URL's path relative to its working directory.
+  (cd "$state" && exec tansu broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "sqlite://$state/tansu.db" \
-    >"$state/tansu.log" 2>&1 &
+    --storage-engine "sqlite://tansu.db" \
+    >"$state/tansu.log" 2>&1) &
   echo $! >"$pidfile"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then

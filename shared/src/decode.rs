@@ -1,11 +1,16 @@
 //! Decoding of the event an MSK or self-managed Kafka trigger sends to Lambda.
 //!
-//! The envelope must be a Kafka event (a clear [`EventError`] otherwise). Inside it, every record is kept:
-//! a record that does not match `aws_lambda_events`' `KafkaRecord` shape is read field by field, and whatever
-//! cannot be read becomes a warning on the record instead of an error.
+//! The envelope must be a Kafka event (a clear [`EventError`] otherwise). Inside it, every record is kept: each
+//! one is read field by field, and whatever cannot be read becomes a warning on the record instead of an error.
+//!
+//! Records are not read through `aws_lambda_events`' `KafkaRecord`: its millisecond timestamp goes through an
+//! `f64` (so half of all timestamps come back one millisecond early) and it panics on a fractional timestamp.
 
-use aws_lambda_events::event::kafka::KafkaRecord;
+use std::borrow::Cow;
+
 use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -40,10 +45,26 @@ pub struct DecodedEvent {
     pub records: Vec<KafkaMessage>,
 }
 
-/// Decodes raw event bytes.
+/// Decodes raw event bytes, record by record as they are parsed: the JSON of the whole event is never built as
+/// a tree (several times the size of the text), only that of one record at a time. The result is that of
+/// [`decode_event`] on the parsed event.
 pub fn decode_event_bytes(bytes: &[u8]) -> Result<DecodedEvent, EventError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| EventError::NotJson(e.to_string()))?;
-    decode_event(&value)
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let trigger = KafkaTrigger::deserialize(&mut deserializer).map_err(|e| EventError::NotJson(e.to_string()))?;
+    deserializer.end().map_err(|e| EventError::NotJson(e.to_string()))?;
+    trigger.0
+}
+
+/// A trigger event decoded while it is deserialized (see [`decode_event_bytes`]): the payload type for a Lambda
+/// handler that should never hold the event as a JSON tree. Any JSON deserializes; what is not a Kafka event
+/// holds its [`EventError`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct KafkaTrigger(pub Result<DecodedEvent, EventError>);
+
+impl<'de> Deserialize<'de> for KafkaTrigger {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EnvelopeVisitor).map(KafkaTrigger)
+    }
 }
 
 /// Decodes an event already parsed as JSON.
@@ -118,13 +139,214 @@ fn fingerprint(entry: &Value) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Reads the envelope: `eventSource` and `eventSourceArn` kept as values, `records` decoded as they stream by.
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Result<DecodedEvent, EventError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kafka trigger event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut source = None;
+        let mut arn = None;
+        let mut records = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "eventSource" => source = Some(map.next_value::<Value>()?),
+                "eventSourceArn" => arn = Some(map.next_value::<Value>()?),
+                "records" => records = Some(map.next_value_seed(RecordsSeed)?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        // The checks of `decode_event`, in its order.
+        let source = match source {
+            Some(Value::String(source)) => source,
+            Some(other) => return Ok(Err(EventError::WrongEventSource(other.to_string()))),
+            None => return Ok(Err(EventError::MissingEventSource)),
+        };
+        if !EVENT_SOURCES.contains(&source.as_str()) {
+            return Ok(Err(EventError::WrongEventSource(source)));
+        }
+        let records = match records {
+            Some(Ok(records)) => records,
+            Some(Err(found)) => return Ok(Err(EventError::BadRecords(found))),
+            None => Vec::new(),
+        };
+        Ok(Ok(DecodedEvent {
+            event_source: source,
+            event_source_arn: arn.as_ref().and_then(Value::as_str).map(str::to_owned),
+            records,
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(EventError::NotAnObject("an array")))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("a string")))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("a boolean")))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("a number")))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("a number")))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("a number")))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(EventError::NotAnObject("null")))
+    }
+}
+
+/// Reads `records`: an object of topic-partition groups (decoded), null (no records), or what it wrongly is.
+struct RecordsSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Result<Vec<KafkaMessage>, &'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Result<Vec<KafkaMessage>, &'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of topic-partition arrays")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::new();
+        while let Some(group) = map.next_key::<Cow<'de, str>>()? {
+            map.next_value_seed(GroupSeed {
+                group: &group,
+                records: &mut records,
+            })?;
+        }
+        Ok(Ok(records))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Vec::new()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("an array"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("a string"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+}
+
+/// Reads one topic-partition group, decoding each record from its own small JSON value as it comes.
+struct GroupSeed<'g> {
+    group: &'g str,
+    records: &'g mut Vec<KafkaMessage>,
+}
+
+impl<'de> DeserializeSeed<'de> for GroupSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let GroupSeed { group, records } = self;
+        // Anything but an array is kept as one record standing for the unreadable group, as `decode_event` does.
+        if let Some(other) = deserializer.deserialize_any(GroupVisitor(group, &mut *records))? {
+            records.push(decode_record(group, &other));
+        }
+        Ok(())
+    }
+}
+
+struct GroupVisitor<'g>(&'g str, &'g mut Vec<KafkaMessage>);
+
+impl<'de> Visitor<'de> for GroupVisitor<'_> {
+    /// The group's value when it is not an array.
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of Kafka records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while let Some(entry) = seq.next_element::<Value>()? {
+            self.1.push(decode_record(self.0, &entry));
+        }
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Some(Value::from(text)))
+    }
+
+    fn visit_bool<E: de::Error>(self, flag: bool) -> Result<Self::Value, E> {
+        Ok(Some(Value::from(flag)))
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Ok(Some(Value::from(number)))
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        Ok(Some(Value::from(number)))
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        Ok(Some(Value::from(number)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(Value::Null))
+    }
+}
+
 /// Decodes one record. Never fails: what cannot be read is recorded as a warning.
 pub fn decode_record(group: &str, entry: &Value) -> KafkaMessage {
-    let fingerprint = fingerprint(entry);
-    if let Ok(typed) = serde_json::from_value::<KafkaRecord>(entry.clone()) {
-        return from_typed(group, typed, fingerprint);
+    // Read in place: no copy of the record's JSON.
+    let mut message = read_record(group, entry);
+    // The digest stands in for the offset only when there is none: computed then, not for every record.
+    if message.offset.is_none() {
+        message.fingerprint = fingerprint(entry);
     }
-    from_untyped(group, entry, fingerprint)
+    message
 }
 
 fn decode_base64(field: &str, text: &str, warnings: &mut Vec<String>) -> Vec<u8> {
@@ -134,51 +356,6 @@ fn decode_base64(field: &str, text: &str, warnings: &mut Vec<String>) -> Vec<u8>
             warnings.push(format!("{field} is not valid base64 ({err}); stored as received"));
             text.as_bytes().to_vec()
         }
-    }
-}
-
-fn from_typed(group: &str, record: KafkaRecord, fingerprint: String) -> KafkaMessage {
-    let mut warnings = Vec::new();
-    let (group_topic, group_partition) = split_group(group);
-    let topic = match record.topic.filter(|t| !t.is_empty()) {
-        Some(topic) => topic,
-        None => {
-            warnings.push("record has no topic; taken from its topic-partition group".into());
-            group_topic.unwrap_or("unknown").to_owned()
-        }
-    };
-    if let Some(p) = group_partition {
-        if p != record.partition {
-            warnings.push(format!(
-                "record partition {} differs from its group {group:?}",
-                record.partition
-            ));
-        }
-    }
-    let key = record.key.map(|k| decode_base64("key", &k, &mut warnings));
-    let value = record.value.map(|v| decode_base64("value", &v, &mut warnings));
-    let headers = record
-        .headers
-        .into_iter()
-        .flat_map(|map| {
-            let mut pairs: Vec<_> = map.into_iter().collect();
-            pairs.sort_by(|a, b| a.0.cmp(&b.0));
-            pairs
-        })
-        .map(|(name, bytes)| (name, bytes.into_iter().map(|b| b as u8).collect()))
-        .collect();
-    let timestamp = record.timestamp.timestamp_millis();
-    KafkaMessage {
-        topic,
-        partition: record.partition,
-        offset: Some(record.offset).filter(|o| *o >= 0),
-        timestamp: Some(timestamp).filter(|t| *t >= 0),
-        timestamp_type: record.timestamp_type,
-        key,
-        value,
-        headers,
-        warnings,
-        fingerprint,
     }
 }
 
@@ -239,7 +416,7 @@ fn header_bytes(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn from_untyped(group: &str, entry: &Value, fingerprint: String) -> KafkaMessage {
+fn read_record(group: &str, entry: &Value) -> KafkaMessage {
     let mut warnings = Vec::new();
     if !entry.is_object() {
         warnings.push(format!("record is {}, not an object; stored as its JSON", kind(entry)));
@@ -254,7 +431,7 @@ fn from_untyped(group: &str, entry: &Value, fingerprint: String) -> KafkaMessage
             value: Some(entry.to_string().into_bytes()),
             headers: Vec::new(),
             warnings,
-            fingerprint,
+            fingerprint: String::new(),
         };
     }
     let (group_topic, group_partition) = split_group(group);
@@ -265,9 +442,13 @@ fn from_untyped(group: &str, entry: &Value, fingerprint: String) -> KafkaMessage
             group_topic.unwrap_or("unknown").to_owned()
         }
     };
-    let partition = int_field(entry, "partition", &mut warnings)
-        .or(group_partition)
-        .unwrap_or(-1);
+    let partition = match (int_field(entry, "partition", &mut warnings), group_partition) {
+        (Some(own), Some(grouped)) if own != grouped => {
+            warnings.push(format!("record partition {own} differs from its group {group:?}"));
+            own
+        }
+        (own, grouped) => own.or(grouped).unwrap_or(-1),
+    };
     let offset = int_field(entry, "offset", &mut warnings).filter(|o| *o >= 0);
     let timestamp = int_field(entry, "timestamp", &mut warnings).filter(|t| *t >= 0);
     let timestamp_type = entry.get("timestampType").and_then(Value::as_str).map(str::to_owned);
@@ -310,7 +491,7 @@ fn from_untyped(group: &str, entry: &Value, fingerprint: String) -> KafkaMessage
         value,
         headers,
         warnings,
-        fingerprint,
+        fingerprint: String::new(),
     }
 }
 
@@ -425,6 +606,83 @@ mod tests {
         assert_eq!(decode_record("t-0", &entry).id(), decode_record("t-0", &entry).id());
         let other = json!({"topic": "t", "partition": 0, "value": "e31="});
         assert_ne!(decode_record("t-0", &entry).id(), decode_record("t-0", &other).id());
+    }
+
+    #[test]
+    fn kafka_timestamps_come_back_to_the_millisecond() {
+        // Read through an f64 (as aws_lambda_events' MillisecondTimestamp does), 496 of these 1,000 came back
+        // one millisecond early.
+        for ms in 1_595_035_749_000_i64..1_595_035_750_000 {
+            let event = json!({"eventSource": "aws:kafka", "records": {"t-0": [
+                {"topic": "t", "partition": 0, "offset": 1, "timestamp": ms, "timestampType": "CREATE_TIME",
+                 "value": "e30=", "headers": []}]}});
+            assert_eq!(decode_event(&event).unwrap().records[0].timestamp, Some(ms));
+        }
+    }
+
+    #[test]
+    fn a_fractional_timestamp_is_a_warning_not_a_panic() {
+        for timestamp in [json!(1_595_035_749_700.5), json!("1595035749700.5")] {
+            let event = json!({"eventSource": "aws:kafka", "records": {"t-0": [
+                {"topic": "t", "partition": 0, "offset": 1, "timestamp": timestamp, "timestampType": "CREATE_TIME",
+                 "value": "e30=", "headers": []}]}});
+            let r = &decode_event(&event).unwrap().records[0];
+            assert_eq!(r.timestamp, None);
+            assert_eq!(r.offset, Some(1));
+            assert!(
+                r.warnings.iter().any(|w| w.contains("is not an integer")),
+                "{:?}",
+                r.warnings
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_whose_partition_differs_from_its_group_keeps_its_own_with_a_warning() {
+        let event = json!({"eventSource": "aws:kafka", "records": {"t-0": [
+            {"topic": "t", "partition": 2, "offset": 1, "timestamp": 1, "value": "e30=", "headers": []}]}});
+        let r = &decode_event(&event).unwrap().records[0];
+        assert_eq!(r.partition, 2);
+        assert!(r.warnings[0].contains("differs from its group"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn decoding_the_bytes_gives_what_decoding_the_parsed_event_gives() {
+        let events = [
+            sample(),
+            json!({"eventSource": "aws:kafka", "records": {"orders-3": [
+                {"partition": "x", "offset": "12", "timestamp": "soon", "value": 7,
+                 "headers": [{"h": [1, 2, 999]}, "junk", {"ok": [65]}]},
+                "not even an object"], "b-1": {"topic": "b"}, "c-0": 5, "d-0": null, "e-0": "text"}}),
+            json!({"eventSource": "SelfManagedKafka", "records": null, "extra": [1, {"a": 2}]}),
+            json!({"eventSource": "aws:kafka"}),
+            json!({"eventSource": "aws:kafka", "records": [1]}),
+            json!({"eventSource": "aws:kafka", "records": "x"}),
+            json!({"eventSource": 5, "records": {}}),
+            json!({"eventSource": "aws:sqs", "records": {}}),
+            json!({"Records": []}),
+            json!([1, 2]),
+            json!("text"),
+            json!(null),
+            json!(1.5),
+        ];
+        for event in events {
+            let bytes = serde_json::to_vec(&event).unwrap();
+            assert_eq!(decode_event_bytes(&bytes), decode_event(&event), "{event}");
+        }
+        assert!(matches!(decode_event_bytes(b"{} {}"), Err(EventError::NotJson(_))));
+        assert!(matches!(
+            decode_event_bytes(b"{\"records\": {"),
+            Err(EventError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_lambda_payload_of_any_json_deserializes_to_a_trigger_or_its_error() {
+        let trigger: KafkaTrigger = serde_json::from_value(sample()).unwrap();
+        assert_eq!(trigger.0.unwrap().records.len(), 1);
+        let other: KafkaTrigger = serde_json::from_str(r#"{"Records": [{"eventSource": "aws:sqs"}]}"#).unwrap();
+        assert_eq!(other.0, Err(EventError::MissingEventSource));
     }
 
     #[test]

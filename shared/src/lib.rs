@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod decode;
+pub mod fixtures;
 pub mod item;
 pub mod json;
 #[cfg(any(test, feature = "test-support"))]

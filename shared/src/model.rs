@@ -268,7 +268,8 @@ pub enum RenderedPayload {
 }
 
 /// Renders a payload for people: JSON payloads (also behind Confluent framing) as JSON, other UTF-8 as text,
-/// anything else as base64. JSON nested deeper than serde_json's limit of 128 levels is shown as text.
+/// anything else as base64. JSON is shown exactly as written, at any depth: serde_json checks a raw value
+/// without recursing and without a depth limit, and writes it out verbatim.
 pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> RenderedPayload {
     let Some(bytes) = payload else {
         return RenderedPayload::None(());
@@ -288,5 +289,34 @@ pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> Rendered
     match std::str::from_utf8(bytes) {
         Ok(text) => RenderedPayload::Text(text.to_owned()),
         Err(_) => RenderedPayload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_ten_thousand_levels_deep_is_shown_as_json_byte_for_byte() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let RenderedPayload::Json(raw) = render_payload(Some(deep.as_bytes()), PayloadFormat::Json) else {
+            panic!("deep JSON is not shown as JSON")
+        };
+        assert_eq!(raw.get(), deep);
+        let shown = serde_json::to_string(&RenderedPayload::Json(raw)).unwrap();
+        assert!(shown.contains(&deep));
+    }
+
+    #[test]
+    fn confluent_json_is_shown_without_its_framing_and_binary_as_base64() {
+        let framed = [&[0, 0, 0, 0, 7][..], b"{\"n\": 1e400}"].concat();
+        let RenderedPayload::Json(raw) = render_payload(Some(&framed), PayloadFormat::ConfluentJson) else {
+            panic!("framed JSON is not shown as JSON")
+        };
+        assert_eq!(raw.get(), "{\"n\": 1e400}");
+        let RenderedPayload::Base64(text) = render_payload(Some(&[0xff, 0x00]), PayloadFormat::Binary) else {
+            panic!("bytes are not shown as base64")
+        };
+        assert_eq!(text, "/wA=");
     }
 }

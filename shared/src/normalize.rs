@@ -40,9 +40,18 @@ struct FieldSpec {
 
 const EVENT_TYPE: FieldSpec = FieldSpec {
     label: "event_type",
-    names: &["eventtype", "type", "eventname", "messagetype", "event"],
+    // `detail-type` is EventBridge's; `__TypeId__` is the class name Spring Kafka's JsonSerializer sends.
+    names: &["eventtype", "type", "eventname", "detailtype", "messagetype", "event"],
     entity: None,
-    headers: &["cetype", "eventtype", "xeventtype", "eventname", "messagetype", "type"],
+    headers: &[
+        "cetype",
+        "eventtype",
+        "xeventtype",
+        "eventname",
+        "messagetype",
+        "type",
+        "typeid",
+    ],
 };
 const CORRELATION_ID: FieldSpec = FieldSpec {
     label: "correlation_id",
@@ -85,12 +94,14 @@ const OCCURRED_AT: FieldSpec = FieldSpec {
     label: "occurred_at",
     names: &[
         "occurredat",
+        "occurredon",
         "eventtime",
         "eventtimestamp",
         "time",
         "timestamp",
         "ts",
         "createdat",
+        "creationdate",
         "emittedat",
         "publishedat",
         "sentat",
@@ -388,8 +399,11 @@ fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<String>
 }
 
 /// The decimal text of a JSON number: integers exactly as written, exponents expanded (`1.5e3` is `1500`).
-/// `None` when the exponent would write out more than 400 digits.
+/// `None` when the exponent would write out more than 400 digits, and for text that is not a JSON number.
 pub fn decimal_text(number: &str) -> Option<String> {
+    if !matches!(json::parse(number), Ok(Json::Number(whole)) if whole.len() == number.len()) {
+        return None;
+    }
     let (negative, unsigned) = match number.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, number),
@@ -398,7 +412,7 @@ pub fn decimal_text(number: &str) -> Option<String> {
         Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i64>().ok()?),
         None => (unsigned, 0),
     };
-    if exponent == 0 && !mantissa.contains('.') {
+    if !unsigned.contains(['.', 'e', 'E']) {
         return Some(number.to_owned());
     }
     let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
@@ -439,7 +453,14 @@ fn find_field(
     headers: &HeaderIndex<'_>,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
-    for pass_entities in [false, true] {
+    // Entity objects (`order`, `payment`, ...) describe a business object, not the event: their `id`, `type` or
+    // `source` are the object's own. Only the ids that link records (order, customer, correlation) are read there.
+    let passes: &[bool] = if spec.entity.is_some() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for &pass_entities in passes {
         for scope in scopes.iter().filter(|s| s.is_entity == pass_entities) {
             for name in spec.names {
                 for (member, value) in scope.members {
@@ -603,6 +624,13 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_exponent_is_still_written_out_as_decimal_text() {
+        assert_eq!(decimal_text("42E0").unwrap(), "42");
+        assert_eq!(decimal_text("-7e+0").unwrap(), "-7");
+        assert_eq!(decimal_text("120e-0").unwrap(), "120");
+    }
+
+    #[test]
     fn epoch_times_are_read_by_magnitude() {
         let expected = "2023-11-14T22:13:20.000000Z";
         for text in [
@@ -633,6 +661,89 @@ mod tests {
         );
         assert!(parse_time_text("yesterday").is_none());
         assert!(parse_time_text("2024-13-01T00:00:00Z").is_none());
+    }
+
+    fn normalize_value(value: &str, headers: &[(&str, &str)]) -> Notification {
+        let message = KafkaMessage {
+            topic: "orders".into(),
+            partition: 0,
+            offset: Some(7),
+            timestamp: Some(1_700_000_000_000),
+            timestamp_type: Some("CREATE_TIME".into()),
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+                .collect(),
+            warnings: Vec::new(),
+            fingerprint: String::new(),
+        };
+        let map = TopicServiceMap::default();
+        normalize(
+            &message,
+            &Context {
+                received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+                topic_services: &map,
+            },
+        )
+    }
+
+    #[test]
+    fn an_entity_objects_own_id_type_and_source_are_not_the_events() {
+        let n = normalize_value(
+            r#"{"order": {"id": "o-1", "type": "express", "source": "web"}, "payment": {"id": "p-1", "customerId": "c-1"}}"#,
+            &[("message-id", "m-1")],
+        );
+        assert_eq!(n.fields.order_id.as_deref(), Some("o-1"));
+        assert_eq!(n.fields.customer_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            n.fields.event_id.as_deref(),
+            Some("m-1"),
+            "the order's id is not the event's"
+        );
+        assert_eq!(n.fields.event_type, None, "the order's type is not the event's");
+        assert_eq!(n.fields.source_service, None, "the order's source is not the service");
+        assert!(n.warnings.is_empty(), "{:?}", n.warnings);
+    }
+
+    #[test]
+    fn decimal_text_of_text_that_is_not_a_json_number_is_none_without_panicking() {
+        for text in [
+            "é.5e1", "1.é5e1", "1.2.3", " 1", "1 ", "", "e5", "1e", "+1", "0x10", "--1", "1e+",
+        ] {
+            assert_eq!(decimal_text(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn eventbridge_detail_type_is_the_event_type() {
+        let n = normalize_value(
+            r#"{"version": "0", "id": "e-1", "detail-type": "OrderPlaced", "source": "com.shop.orders", "detail": {"orderId": "o-1"}}"#,
+            &[],
+        );
+        assert_eq!(n.fields.event_type.as_deref(), Some("OrderPlaced"));
+        assert_eq!(n.fields.source_service.as_deref(), Some("com.shop.orders"));
+    }
+
+    #[test]
+    fn the_spring_type_id_header_is_the_event_type_only_when_nothing_else_names_it() {
+        let typed = "com.shop.orders.OrderCreated";
+        let n = normalize_value(r#"{"orderId": "o-1"}"#, &[("__TypeId__", typed)]);
+        assert_eq!(n.fields.event_type.as_deref(), Some(typed));
+        let n = normalize_value(
+            r#"{"orderId": "o-1"}"#,
+            &[("__TypeId__", typed), ("eventType", "OrderCreated")],
+        );
+        assert_eq!(n.fields.event_type.as_deref(), Some("OrderCreated"));
+    }
+
+    #[test]
+    fn occurred_on_and_creation_date_are_event_times() {
+        for name in ["OccurredOn", "CreationDate"] {
+            let n = normalize_value(&format!(r#"{{"{name}": "2024-03-01T10:00:00.1234567+01:00"}}"#), &[]);
+            assert_eq!(n.occurred_at, "2024-03-01T09:00:00.123456Z", "{name}");
+        }
     }
 
     #[test]

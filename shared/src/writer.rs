@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use crate::item::{Item, PreparedItem};
@@ -104,26 +104,11 @@ pub async fn write_all(
         .filter_map(|id| by_id.get(id))
         .filter(|i| !i.blobs.is_empty())
         .collect();
-    let blob_results: Vec<(String, Result<u64, String>)> = stream::iter(with_blobs)
-        .map(|item| async move {
-            let mut retries = 0;
-            for blob in &item.blobs {
-                let Some(bucket) = bucket else {
-                    return (item.id.clone(), Err("no payload bucket configured".to_owned()));
-                };
-                let result = retry(options.backoff, deadline, &mut retries, || {
-                    blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
-                })
-                .await;
-                if let Err(err) = result {
-                    return (item.id.clone(), Err(err));
-                }
-            }
-            (item.id.clone(), Ok(retries))
-        })
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
+    let uploads: Vec<_> = with_blobs
+        .into_iter()
+        .map(|item| upload_blobs(item, blobs, bucket, options.backoff, deadline))
+        .collect();
+    let blob_results = run_bounded(uploads, options.concurrency).await;
     for (id, result) in blob_results {
         match result {
             Ok(retries) => {
@@ -139,11 +124,11 @@ pub async fn write_all(
 
     let ready: Vec<Item> = order.iter().filter_map(|id| by_id.remove(id)).map(|i| i.item).collect();
     let chunks: Vec<Vec<Item>> = ready.chunks(MAX_BATCH_ITEMS).map(<[Item]>::to_vec).collect();
-    let results: Vec<ChunkResult> = stream::iter(chunks)
+    let writes: Vec<_> = chunks
+        .into_iter()
         .map(|chunk| write_chunk(chunk, table, options.backoff, deadline))
-        .buffer_unordered(options.concurrency.max(1))
-        .collect()
-        .await;
+        .collect();
+    let results = run_bounded(writes, options.concurrency).await;
     for result in results {
         outcome.stored += result.stored;
         outcome.retries += result.retries;
@@ -151,6 +136,49 @@ pub async fn write_all(
     }
     outcome.failed.sort_by(|a, b| a.id.cmp(&b.id));
     outcome
+}
+
+/// Runs `futures` with at most `limit` in flight; returns their outputs in completion order.
+async fn run_bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    let mut waiting = futures.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut outputs = Vec::new();
+    loop {
+        while running.len() < limit.max(1) {
+            match waiting.next() {
+                Some(future) => running.push(future),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some(output) => outputs.push(output),
+            None => return outputs,
+        }
+    }
+}
+
+/// Puts a record's S3 objects, retried; returns the record id and the retries, or why it failed.
+async fn upload_blobs(
+    item: &PreparedItem,
+    blobs: &dyn BlobPut,
+    bucket: Option<&str>,
+    backoff: Backoff,
+    deadline: Instant,
+) -> (String, Result<u64, String>) {
+    let mut retries = 0;
+    let Some(bucket) = bucket else {
+        return (item.id.clone(), Err("no payload bucket configured".to_owned()));
+    };
+    for blob in &item.blobs {
+        let result = retry(backoff, deadline, &mut retries, || {
+            blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
+        })
+        .await;
+        if let Err(err) = result {
+            return (item.id.clone(), Err(err));
+        }
+    }
+    (item.id.clone(), Ok(retries))
 }
 
 struct ChunkResult {

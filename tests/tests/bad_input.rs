@@ -89,8 +89,18 @@ fn malformed_records() -> Vec<Value> {
         // Values whose bytes are nasty.
         with(60, "value", json!(b64(deep.as_bytes()))),
         with(61, "value", json!(b64(&[0xff, 0xfe, 0xfd, 0x00]))),
-        with(62, "value", json!(b64(b"{\"orderId\": {\"nested\": 1}, \"time\": \"not a time\"}"))),
-        with(63, "value", json!(b64(b"{\"orderId\": 1e999999, \"customerId\": 123456789012345678901234567890}"))),
+        with(
+            62,
+            "value",
+            json!(b64(b"{\"orderId\": {\"nested\": 1}, \"time\": \"not a time\"}")),
+        ),
+        with(
+            63,
+            "value",
+            json!(b64(
+                b"{\"orderId\": 1e999999, \"customerId\": 123456789012345678901234567890}"
+            )),
+        ),
         with(64, "value", json!(b64(b"\x00\x00\x00\x00"))),
         with(65, "value", json!(b64(b"\x00\x00\x00\x00\x01not json"))),
         with(66, "value", json!(b64("\u{feff}{\"orderId\":\"bom\"}".as_bytes()))),
@@ -106,7 +116,10 @@ async fn every_malformed_record_is_stored_with_warnings_and_nothing_panics() {
     assert!(records.len() >= 50, "{} malformed records", records.len());
     let count = records.len();
     let event = json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": {"bad-0": records}});
-    let (response, summary) = ingest.process(&event, BUDGET).await.expect("a record's content never fails a batch");
+    let (response, summary) = ingest
+        .process(&event, BUDGET)
+        .await
+        .expect("a record's content never fails a batch");
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(summary.records, count);
     assert_eq!(summary.stored, count, "{summary:?}");
@@ -150,16 +163,37 @@ async fn envelopes_that_are_not_kafka_events_are_rejected_with_a_clear_error() {
         (json!({"eventSource": 5}), "only takes Kafka trigger events"),
         (json!({"eventSource": null}), "only takes Kafka trigger events"),
         (json!({"eventSource": "aws:sqs", "Records": []}), "aws:sqs"),
-        (json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}), "no eventSource"),
-        (json!({"Records": [{"eventSource": "aws:s3", "s3": {}}]}), "no eventSource"),
+        (
+            json!({"Records": [{"eventSource": "aws:sqs", "body": "{}"}]}),
+            "no eventSource",
+        ),
+        (
+            json!({"Records": [{"eventSource": "aws:s3", "s3": {}}]}),
+            "no eventSource",
+        ),
         (json!({"eventSource": "aws:kinesis", "records": {}}), "aws:kinesis"),
         (json!({"eventSource": "aws:dynamodb"}), "aws:dynamodb"),
         (json!({"eventSource": "AWS:KAFKA", "records": {}}), "AWS:KAFKA"),
-        (json!({"version": "2.0", "routeKey": "GET /", "rawPath": "/", "requestContext": {}}), "no eventSource"),
-        (json!({"eventSource": "aws:kafka", "records": [1, 2]}), "records must be an object"),
-        (json!({"eventSource": "aws:kafka", "records": "x"}), "records must be an object"),
-        (json!({"eventSource": "aws:kafka", "records": 7}), "records must be an object"),
-        (json!({"source": "aws.events", "detail-type": "Scheduled Event"}), "no eventSource"),
+        (
+            json!({"version": "2.0", "routeKey": "GET /", "rawPath": "/", "requestContext": {}}),
+            "no eventSource",
+        ),
+        (
+            json!({"eventSource": "aws:kafka", "records": [1, 2]}),
+            "records must be an object",
+        ),
+        (
+            json!({"eventSource": "aws:kafka", "records": "x"}),
+            "records must be an object",
+        ),
+        (
+            json!({"eventSource": "aws:kafka", "records": 7}),
+            "records must be an object",
+        ),
+        (
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+            "no eventSource",
+        ),
     ];
     for (event, expected) in cases {
         match ingest.process(&event, BUDGET).await {

@@ -360,3 +360,87 @@ async fn each_partition_is_delivered_in_order() {
     }
     assert_eq!(next.values().sum::<i64>(), messages.len() as i64);
 }
+
+#[tokio::test]
+async fn the_whole_fixture_corpus_goes_through_kafka_and_is_found_with_the_right_fields() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let suffix = unique("corpus");
+    let dir = integration_tests::workspace_root().join("fixtures/messages");
+    let fixtures = shared::fixtures::load_messages(&dir).expect("the corpus loads");
+    let mut topics: Vec<String> = fixtures.iter().map(|f| format!("{}-{suffix}", f.topic)).collect();
+    topics.sort();
+    topics.dedup();
+    for topic in &topics {
+        kafka.create_topic(topic, 1).await;
+    }
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mapping = Mapping::start(
+        mapping_config(&kafka, &unique("group"), &topic_refs),
+        in_process(&env, &env.endpoint, Duration::from_secs(20)),
+    );
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    let mut sent = Vec::new();
+    for fixture in &fixtures {
+        let message = Outgoing {
+            topic: format!("{}-{suffix}", fixture.topic),
+            key: fixture.key.clone(),
+            value: fixture.value.clone(),
+            headers: fixture.headers.clone(),
+        };
+        let (partition, offset) = produce::send(&producer, &message).await.expect("sent");
+        sent.push((fixture, format!("{}:{partition}:{offset}", message.topic)));
+    }
+    wait_for_items(&env, fixtures.len(), Duration::from_secs(120)).await;
+    mapping.stop().await;
+
+    let server = env.query_server().await;
+    for (fixture, id) in sent {
+        let document: Value = serde_json::from_str(&std::fs::read_to_string(&fixture.path).unwrap()).unwrap();
+        let name = fixture.path.file_name().unwrap().to_string_lossy().to_string();
+
+        // The summary fields come before `headers` and the payload, which may be nested deeper than a JSON
+        // client parses (the 10,000-deep fixture): read only that part.
+        let response = server
+            .client
+            .get(format!("{}/notifications/{id}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{name}: {id}");
+        let text = response.text().await.unwrap();
+        let cut = text
+            .find(",\"headers\":")
+            .unwrap_or_else(|| panic!("{name}: no headers in {text}"));
+        let record: Value = serde_json::from_str(&format!("{}}}", &text[..cut])).unwrap();
+        // Overrides change the trigger's record itself, which a producer cannot do: only the capture is checked.
+        if document.get("record_overrides").is_some() {
+            continue;
+        }
+        let expect = &document["expect"];
+        let mut fields = vec![
+            "event_type",
+            "correlation_id",
+            "order_id",
+            "customer_id",
+            "event_id",
+            "payload_format",
+            "schema_id",
+        ];
+        if document.get("topic_services").is_none() {
+            fields.push("source_service");
+        }
+        for field in fields {
+            assert_eq!(
+                record.get(field).unwrap_or(&Value::Null),
+                &expect[field],
+                "{name}: {field} of {id}"
+            );
+        }
+        assert_eq!(
+            record["payload_size"].as_u64().unwrap_or(0) as usize,
+            fixture.value.as_ref().map_or(0, Vec::len),
+            "{name}"
+        );
+    }
+}

@@ -28,7 +28,11 @@ fn start_mapping(config: &EsmConfig, invoker: Arc<dyn Invoke>) -> (watch::Sender
 
 async fn wait_until_delivered(recording: &Recording, count: usize, deadline: Instant) {
     while recording.delivered().len() < count {
-        assert!(Instant::now() < deadline, "stuck at {} delivered records", recording.delivered().len());
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {} delivered records",
+            recording.delivered().len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -61,10 +65,22 @@ async fn stored_ids(env: &TestEnv) -> Vec<String> {
 
 #[tokio::test]
 async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipeline() {
-    let records: usize = std::env::var("FAULT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000);
+    let records: usize = std::env::var("FAULT_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4_000);
     let kafka = TestKafka::start();
     let env = TestEnv::new().await;
-    let mut proxy = fault_proxy::start(&env.endpoint, FaultPlan { throttle: 0.3, unprocess: 0.3, server_error: 0.02, seed: 42 }).await;
+    let mut proxy = fault_proxy::start(
+        &env.endpoint,
+        FaultPlan {
+            throttle: 0.3,
+            unprocess: 0.3,
+            server_error: 0.02,
+            seed: 42,
+        },
+    )
+    .await;
     let topic = unique("faults");
     kafka.create_topic(&topic, 4).await;
     let messages = produce::generate(records, 77, Some(&topic));
@@ -75,7 +91,10 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     });
 
     let ingest = Arc::new(env.ingest_via(&proxy.endpoint, &[("DEADLINE_MARGIN_MS", "200")]));
-    let recording = Recording::new(Arc::new(InProcess { ingest, timeout: Duration::from_secs(5) }));
+    let recording = Recording::new(Arc::new(InProcess {
+        ingest,
+        timeout: Duration::from_secs(5),
+    }));
     let mut config = EsmConfig::new(&kafka.bootstrap);
     config.group_id = unique("group");
     config.topics = vec![topic.clone()];
@@ -122,9 +141,13 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .map(|d| format!("{}:{}:{}", d.topic, d.partition, d.offset))
         .collect();
     let lost = records.saturating_sub(unique_ids.len());
-    let duplicated = ids.len() - unique_ids.len() + unique_ids.iter().filter(|id| !expected.contains(id.as_str())).count();
+    let duplicated =
+        ids.len() - unique_ids.len() + unique_ids.iter().filter(|id| !expected.contains(id.as_str())).count();
     let throttled = proxy.counts.throttled.load(std::sync::atomic::Ordering::Relaxed);
-    let unprocessed = proxy.counts.unprocessed_items.load(std::sync::atomic::Ordering::Relaxed);
+    let unprocessed = proxy
+        .counts
+        .unprocessed_items
+        .load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "faults: 2 mapping kills, 1 endpoint outage, {throttled} throttled and {unprocessed} unprocessed writes, {} failed invocations",
         recording.failed_invocations()

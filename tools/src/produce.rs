@@ -26,9 +26,12 @@ pub struct ProduceArgs {
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
     pub bootstrap_servers: String,
     /// Send generated events; each flow is OrderCreated, PaymentAuthorized, InventoryReserved, OrderShipped.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "fixtures")]
     pub count: usize,
-    /// Send all generated events to this one topic instead of orders/payments/inventory/shipping.
+    /// Send every message of the fixture corpus in this folder instead (default folder: fixtures/messages).
+    #[arg(long, num_args = 0..=1, default_missing_value = "fixtures/messages")]
+    pub fixtures: Option<std::path::PathBuf>,
+    /// Send all generated (or fixture) messages to this one topic instead of their own.
     #[arg(long)]
     pub topic: Option<String>,
     /// Messages per second (0: as fast as the broker takes them).
@@ -119,6 +122,8 @@ pub fn producer(bootstrap_servers: &str) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap_servers)
         .set("message.timeout.ms", "30000")
+        // Room for the trigger's largest records (the fixture corpus has 1 MB values).
+        .set("message.max.bytes", "8388608")
         .set("acks", "all")
         // Keeps each partition in send order even when sends are retried.
         .set("enable.idempotence", "true")
@@ -189,7 +194,24 @@ pub async fn send_all(producer: &FutureProducer, messages: &[Outgoing], rate: f6
 
 /// Runs the command.
 pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
-    let messages = generate(args.count, args.seed, args.topic.as_deref());
+    let mut messages = match &args.fixtures {
+        Some(folder) => shared::fixtures::load_messages(folder)
+            .map_err(|e| anyhow::anyhow!("fixtures: {e}"))?
+            .into_iter()
+            .map(|m| Outgoing {
+                topic: m.topic,
+                key: m.key,
+                value: m.value,
+                headers: m.headers,
+            })
+            .collect(),
+        None => generate(args.count, args.seed, None),
+    };
+    if let Some(topic) = &args.topic {
+        for message in &mut messages {
+            message.topic = topic.clone();
+        }
+    }
     let producer = producer(&args.bootstrap_servers)?;
     eprintln!("sending {} messages to {}", messages.len(), args.bootstrap_servers);
     send_all(&producer, &messages, args.rate).await
