@@ -36,7 +36,6 @@ unit: ## Unit and handler tests only (no servers)
 .PHONY: test
 test: venv lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, template
 	$(CARGO) test --workspace --all-targets
-	$(CARGO) test --workspace --doc
 	@$(MAKE) --no-print-directory tansu-tier
 
 .PHONY: tansu-tier
