@@ -54,7 +54,7 @@ run_tests() {
   start
   trap stop EXIT
   echo "tansu tier: end-to-end suite against Tansu 0.6.0 at 127.0.0.1:$port"
-  (cd "$root" && KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port cargo test -p integration-tests --test e2e)
+  (cd "$root" && KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port cargo test --workspace --test e2e)
 }
 
 case ${1:-} in
