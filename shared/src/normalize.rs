@@ -172,6 +172,15 @@ pub fn canonical(name: &str) -> String {
         .collect()
 }
 
+/// Whether `canonical(name) == canon`, without building the canonical form: names are compared many times per
+/// record (every member of every scope against every known name), so this is the hot loop of normalization.
+pub fn is_canonical(name: &str, canon: &str) -> bool {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .eq(canon.chars())
+}
+
 /// Formats a time the way every stored time is written: RFC 3339, UTC, microseconds, fixed width.
 pub fn format_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -305,7 +314,7 @@ fn collect_scopes<'j, 'a>(root: &'j Json<'a>) -> Vec<Scope<'j, 'a>> {
             let mut found = Vec::new();
             for (name, value) in scopes[index].members {
                 if let Some(inner) = value.as_object() {
-                    if ENVELOPES.contains(&canonical(name).as_str()) {
+                    if ENVELOPES.iter().any(|envelope| is_canonical(name, envelope)) {
                         found.push(Scope {
                             path: format!("{}.{}", scopes[index].path, name),
                             members: inner,
@@ -324,8 +333,10 @@ fn collect_scopes<'j, 'a>(root: &'j Json<'a>) -> Vec<Scope<'j, 'a>> {
         let mut found = Vec::new();
         for (name, value) in scopes[index].members {
             if let Some(inner) = value.as_object() {
-                let canon = canonical(name);
-                if ["order", "customer", "payment", "shipment", "correlation"].contains(&canon.as_str()) {
+                if ["order", "customer", "payment", "shipment", "correlation"]
+                    .iter()
+                    .any(|entity| is_canonical(name, entity))
+                {
                     found.push(Scope {
                         path: format!("{}.{}", scopes[index].path, name),
                         members: inner,
@@ -464,7 +475,7 @@ fn find_field(
         for scope in scopes.iter().filter(|s| s.is_entity == pass_entities) {
             for name in spec.names {
                 for (member, value) in scope.members {
-                    if canonical(member) != *name {
+                    if !is_canonical(member, name) {
                         continue;
                     }
                     let path = format!("{}.{}", scope.path, member);
@@ -479,7 +490,7 @@ fn find_field(
             }
             if let Some(entity) = spec.entity {
                 for (member, value) in scope.members {
-                    if canonical(member) != entity {
+                    if !is_canonical(member, entity) {
                         continue;
                     }
                     let Some(inner) = value.as_object() else { continue };
@@ -505,7 +516,7 @@ fn find_time(scopes: &[Scope<'_, '_>], headers: &HeaderIndex<'_>, warnings: &mut
     for scope in scopes.iter().filter(|s| !s.is_entity) {
         for name in OCCURRED_AT.names {
             for (member, value) in scope.members {
-                if canonical(member) != *name {
+                if !is_canonical(member, name) {
                     continue;
                 }
                 let path = format!("{}.{}", scope.path, member);
@@ -604,6 +615,17 @@ mod tests {
             "CUSTOMER ID",
         ] {
             assert_eq!(canonical(name), "customerid", "{name}");
+            assert!(is_canonical(name, "customerid"), "{name}");
+        }
+        for (name, canon) in [
+            ("customer", "customerid"),
+            ("customerIdx", "customerid"),
+            ("", ""),
+            ("__", ""),
+            ("İd", "i\u{307}d"),
+            ("ID", "Id"),
+        ] {
+            assert_eq!(is_canonical(name, canon), canonical(name) == canon, "{name} {canon}");
         }
     }
 
