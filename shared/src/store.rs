@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 use crate::item::Item;
@@ -59,17 +60,18 @@ const TRANSIENT_CODES: [&str; 10] = [
 ];
 
 /// Classifies an SDK error: the retry policy's one decision (`is_retriable`).
-pub fn classify<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
+pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-    SdkError<E, R>: std::error::Error,
 {
     let retry = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Retry::Transient,
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            if TRANSIENT_CODES.contains(&code) {
+            // A 5xx or 429 without a known code (a load balancer's or proxy's 502/503, an HTML error page) is
+            // the service being unavailable, not a request it refused.
+            let status = service.raw().status();
+            if TRANSIENT_CODES.contains(&code) || status.is_server_error() || status.as_u16() == 429 {
                 Retry::Transient
             } else {
                 Retry::Permanent
@@ -327,4 +329,50 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    fn item() -> Item {
+        Item::from([("id".to_owned(), AttributeValue::S("t:0:1".into()))])
+    }
+
+    async fn batch_put_answered(status: u16, body: &'static str) -> StoreError {
+        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_http_response(move || {
+            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+        DynamoStore::new(client, "t")
+            .batch_put(vec![item()])
+            .await
+            .expect_err("the mocked answer is an error")
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_endpoint_without_an_error_code_is_transient() {
+        for status in [500, 502, 503, 504, 429] {
+            let err = batch_put_answered(status, "<html>Bad Gateway</html>").await;
+            assert!(err.is_transient(), "{status}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn throttling_is_transient_and_a_missing_table_is_not() {
+        let throttled =
+            batch_put_answered(400, r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}"#).await;
+        assert!(throttled.is_transient(), "{throttled}");
+        let missing = batch_put_answered(
+            400,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"no table"}"#,
+        )
+        .await;
+        assert!(!missing.is_transient(), "{missing}");
+        assert!(missing.to_string().contains("ResourceNotFoundException"), "{missing}");
+    }
 }
