@@ -3,7 +3,8 @@
 #   scripts/tansu.sh install   build and install it once per machine (~20 minutes on 2 cores)
 #   scripts/tansu.sh start     start it on 127.0.0.1:${TANSU_PORT:-9093} with SQLite storage; prints its pid
 #   scripts/tansu.sh stop      stop the one started by `start`
-#   scripts/tansu.sh test      start it, run the end-to-end suite against it, stop it
+#   scripts/tansu.sh restart   stop it, wait ${KAFKA_DOWN_SECONDS:-3} s, start it again on the same data
+#   scripts/tansu.sh test      start it, run the end-to-end and fault suites against it, stop it
 # Only the sqlite:// storage engine is used: the memory:// engine loses messages.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,15 +21,20 @@ install() {
 }
 
 start() {
+  mkdir -p "$state"
+  rm -f "$state/tansu.db"* "$state/tansu.log"
+  launch
+}
+
+launch() {
   command -v tansu >/dev/null || { echo "tansu is not installed: scripts/tansu.sh install" >&2; exit 1; }
   mkdir -p "$state"
-  rm -f "$state/tansu.db"*
   # Tansu reads a sqlite:// URL's path relative to its working directory.
   (cd "$state" && exec tansu broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine "sqlite://tansu.db" \
-    >"$state/tansu.log" 2>&1) &
+    >>"$state/tansu.log" 2>&1) &
   echo $! >"$pidfile"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -45,22 +51,38 @@ start() {
 
 stop() {
   if [[ -f $pidfile ]]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    local pid
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
     rm -f "$pidfile"
   fi
+}
+
+restart() {
+  stop
+  sleep "${KAFKA_DOWN_SECONDS:-3}"
+  launch
 }
 
 run_tests() {
   start
   trap stop EXIT
-  echo "tansu tier: end-to-end suite against Tansu 0.6.0 at 127.0.0.1:$port"
+  echo "tansu tier: end-to-end and fault suites against Tansu 0.6.0 at 127.0.0.1:$port"
   (cd "$root" && KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port cargo test --workspace --test e2e)
+  # The fault suite also stops and starts the broker (on the same SQLite data) halfway through.
+  (cd "$root" && KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port KAFKA_RESTART_COMMAND="$root/scripts/tansu.sh restart" \
+    cargo test --workspace --test faults -- --nocapture)
 }
 
 case ${1:-} in
   install) install ;;
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   test) run_tests ;;
-  *) echo "usage: $0 install|start|stop|test" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|restart|test" >&2; exit 2 ;;
 esac

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::item::Item;
 use crate::table::{self, Lookup};
@@ -343,9 +343,8 @@ mod tests {
     }
 
     async fn batch_put_answered(status: u16, body: &'static str) -> StoreError {
-        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_http_response(move || {
-            HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body))
-        });
+        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item)
+            .then_http_response(move || HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body)));
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
         DynamoStore::new(client, "t")
@@ -364,8 +363,11 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_transient_and_a_missing_table_is_not() {
-        let throttled =
-            batch_put_answered(400, r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}"#).await;
+        let throttled = batch_put_answered(
+            400,
+            r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}"#,
+        )
+        .await;
         assert!(throttled.is_transient(), "{throttled}");
         let missing = batch_put_answered(
             400,

@@ -1,6 +1,11 @@
 //! A fault layer in front of a DynamoDB-compatible server: an HTTP proxy that forwards every request, but
 //! answers a share of BatchWriteItem calls with a throttling error and, of others, forwards only part of the
 //! items and returns the rest as UnprocessedItems, exactly as DynamoDB does under load.
+//!
+//! It also keeps a journal of the requests the server acknowledged, so that a test can kill the server and
+//! start another with the same data ([`FaultProxy::move_to`]): moto keeps its state in memory only, while
+//! DynamoDB keeps every write it acknowledged. (moto's own recorder was tried first: its threads interleave
+//! their lines in the recording file under concurrent writes, so acknowledged writes were lost on replay.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,8 +39,17 @@ pub struct FaultCounts {
     pub server_errors: AtomicU64,
 }
 
+/// A request the server answered with success, as it was forwarded.
+struct Acknowledged {
+    method: axum::http::Method,
+    path_and_query: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
 struct ProxyState {
-    upstream: String,
+    upstream: Mutex<String>,
+    journal: Mutex<Vec<Acknowledged>>,
     plan: FaultPlan,
     rng: Mutex<StdRng>,
     counts: Arc<FaultCounts>,
@@ -65,6 +79,47 @@ impl FaultProxy {
         }
     }
 
+    /// Moves to a new server: replays every request the old one acknowledged, in order, to `upstream`, then
+    /// forwards there. Returns how many requests were replayed. Requests in flight meanwhile still go to the
+    /// old (stopped) server and fail, as they would against a server that is restarting.
+    pub async fn move_to(&self, upstream: &str) -> usize {
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let journal: Vec<Acknowledged> = self
+            .state
+            .journal
+            .lock()
+            .map(|mut j| std::mem::take(&mut *j))
+            .unwrap_or_default();
+        for request in &journal {
+            let response = self
+                .state
+                .client
+                .request(request.method.clone(), format!("{upstream}{}", request.path_and_query))
+                .headers(request.headers.clone())
+                .body(request.body.clone())
+                .send()
+                .await
+                .expect("replay to the new server");
+            assert!(
+                response.status().is_success(),
+                "replaying {} {}: {}",
+                request.method,
+                request.path_and_query,
+                response.status()
+            );
+        }
+        let replayed = journal.len();
+        if let Ok(mut j) = self.state.journal.lock() {
+            let newer = std::mem::take(&mut *j);
+            *j = journal;
+            j.extend(newer);
+        }
+        if let Ok(mut current) = self.state.upstream.lock() {
+            *current = upstream;
+        }
+        replayed
+    }
+
     /// Listens again on the same port.
     pub async fn resume(&mut self) {
         self.stop();
@@ -89,7 +144,8 @@ fn serve(listener: tokio::net::TcpListener, state: Arc<ProxyState>) -> tokio::ta
 pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
     let counts = Arc::new(FaultCounts::default());
     let state = Arc::new(ProxyState {
-        upstream: upstream.trim_end_matches('/').to_owned(),
+        upstream: Mutex::new(upstream.trim_end_matches('/').to_owned()),
+        journal: Mutex::new(Vec::new()),
         plan,
         rng: Mutex::new(StdRng::seed_from_u64(plan.seed)),
         counts: counts.clone(),
@@ -106,6 +162,17 @@ pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
         task: Some(task),
     }
 }
+
+/// DynamoDB operations that change nothing.
+const READ_TARGETS: [&str; 7] = [
+    ".Scan",
+    ".Query",
+    ".GetItem",
+    ".BatchGetItem",
+    ".DescribeTable",
+    ".ListTables",
+    ".DescribeTimeToLive",
+];
 
 fn dynamodb_error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
@@ -167,17 +234,20 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             }
         }
     }
-    let url = format!(
-        "{}{}",
-        state.upstream,
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
+    let upstream = state.upstream.lock().map(|u| u.clone()).unwrap_or_default();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let url = format!("{upstream}{path_and_query}");
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
             headers.insert(name.clone(), value.clone());
         }
     }
+    // Writes are journaled once acknowledged; reads need no replay.
+    let is_write = parts.method != axum::http::Method::GET
+        && parts.method != axum::http::Method::HEAD
+        && !READ_TARGETS.iter().any(|read| target.ends_with(read));
+    let journal_copy = is_write.then(|| (headers.clone(), body.clone()));
     let upstream = match state
         .client
         .request(parts.method.clone(), url)
@@ -195,7 +265,22 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     };
     let status = upstream.status();
     let upstream_headers = upstream.headers().clone();
-    let mut bytes = upstream.bytes().await.unwrap_or_default().to_vec();
+    let Ok(bytes) = upstream.bytes().await else {
+        let mut response = Response::new(Body::from("upstream answer cut off"));
+        *response.status_mut() = StatusCode::BAD_GATEWAY;
+        return response;
+    };
+    let mut bytes = bytes.to_vec();
+    if let (Some((headers, body)), true) = (journal_copy, status.is_success()) {
+        if let Ok(mut journal) = state.journal.lock() {
+            journal.push(Acknowledged {
+                method: parts.method.clone(),
+                path_and_query,
+                headers,
+                body,
+            });
+        }
+    }
     if let (Some((table, rest)), true) = (held_back, status.is_success()) {
         if let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) {
             answer["UnprocessedItems"] = serde_json::json!({ table: rest });

@@ -47,6 +47,33 @@ impl TestKafka {
         }
     }
 
+    /// Stops the broker and starts it again after `down`: the embedded broker through the mock cluster; an
+    /// external one through the command in `KAFKA_RESTART_COMMAND` (run with `sh -c`, given the downtime in
+    /// seconds as `KAFKA_DOWN_SECONDS`; `scripts/tansu.sh restart` for Tansu). Returns what was done, or
+    /// `None` when an external broker has no restart command.
+    pub async fn restart_broker(&self, down: Duration) -> Option<String> {
+        match &self.embedded {
+            Some(cluster) => {
+                cluster.set_broker(1, false).expect("broker down");
+                tokio::time::sleep(down).await;
+                cluster.set_broker(1, true).expect("broker up");
+                Some(format!("embedded broker down for {} ms", down.as_millis()))
+            }
+            None => {
+                let command = std::env::var("KAFKA_RESTART_COMMAND").ok().filter(|c| !c.is_empty())?;
+                let status = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&command)
+                    .env("KAFKA_DOWN_SECONDS", down.as_secs().max(1).to_string())
+                    .status()
+                    .await
+                    .expect("run KAFKA_RESTART_COMMAND");
+                assert!(status.success(), "{command}: {status}");
+                Some(format!("`{command}` (down for {} s)", down.as_secs().max(1)))
+            }
+        }
+    }
+
     /// Creates a topic: through the mock cluster when embedded, through the admin API otherwise.
     pub async fn create_topic(&self, name: &str, partitions: i32) {
         match &self.embedded {

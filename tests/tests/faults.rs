@@ -1,9 +1,12 @@
 //! The fault suite (BRIEF §6 under stress): records pushed through the local stack while the mapping is
-//! killed and restarted mid-batch, the DynamoDB endpoint goes away and comes back, and a fault layer
-//! throttles 30% of writes and leaves items unprocessed. At the end it counts what was stored and prints
-//! `records=N stored=N lost=0 duplicated=0`.
+//! killed and restarted mid-batch (twice), the DynamoDB endpoint refuses connections for a while, the
+//! DynamoDB server is killed and started again (with the writes it acknowledged, replayed by the fault
+//! layer: moto keeps its state in memory only), the Kafka broker is
+//! stopped and started again, and a fault layer throttles 30% of writes and leaves items unprocessed. At the
+//! end it counts what was stored and prints `records=N stored=N lost=0 duplicated=0`.
 //!
-//! `make test` runs it with 4,000 records; `make faults` with 100,000 (`FAULT_RECORDS`).
+//! `make test` runs it with 4,000 records; `make faults` with 100,000 (`FAULT_RECORDS`). The Tansu tier runs
+//! it against Tansu, restarted by `scripts/tansu.sh restart` (`KAFKA_RESTART_COMMAND`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Recording, TestKafka};
-use integration_tests::{unique, TestEnv};
+use integration_tests::{own_moto, unique, TestEnv};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tools::esm::{self, EsmConfig, InProcess, Invoke};
@@ -70,9 +73,10 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .and_then(|v| v.parse().ok())
         .unwrap_or(4_000);
     let kafka = TestKafka::start();
-    let env = TestEnv::new().await;
+    // A DynamoDB server of this test's own, behind the fault layer: the test kills it and starts it again.
+    let mut moto = own_moto();
     let mut proxy = fault_proxy::start(
-        &env.endpoint,
+        &moto.endpoint,
         FaultPlan {
             throttle: 0.3,
             unprocess: 0.3,
@@ -81,6 +85,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         },
     )
     .await;
+    let env = TestEnv::on(&proxy.endpoint).await;
     let topic = unique("faults");
     kafka.create_topic(&topic, 4).await;
     let messages = produce::generate(records, 77, Some(&topic));
@@ -90,7 +95,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         produce::send_all(&producer, &messages, 0.0).await
     });
 
-    let ingest = Arc::new(env.ingest_via(&proxy.endpoint, &[("DEADLINE_MARGIN_MS", "200")]));
+    let ingest = Arc::new(env.ingest(&[("DEADLINE_MARGIN_MS", "200")]));
     let recording = Recording::new(Arc::new(InProcess {
         ingest,
         timeout: Duration::from_secs(5),
@@ -101,25 +106,51 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     config.batch_size = 500;
     config.batching_window_ms = 100;
     config.max_backoff_ms = 1_000;
-    let deadline = Instant::now() + Duration::from_secs(60 + records as u64 / 50);
+    let deadline = Instant::now() + Duration::from_secs(120 + records as u64 / 40);
+    let step = |n: usize| records * n / 10;
 
     // Killed mid-stream (no graceful stop, nothing committed for the batch in hand), then restarted.
     let (_stop, first) = start_mapping(&config, recording.clone());
-    wait_until_delivered(&recording, records / 4, deadline).await;
+    wait_until_delivered(&recording, step(2), deadline).await;
     first.abort();
     let _ = first.await;
+    eprintln!(
+        "faults: mapping killed at {} delivered records, restarted",
+        recording.delivered().len()
+    );
     let (_stop, second) = start_mapping(&config, recording.clone());
 
     // The DynamoDB endpoint refuses connections for a while, then comes back.
-    wait_until_delivered(&recording, records / 2, deadline).await;
+    wait_until_delivered(&recording, step(4), deadline).await;
     proxy.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     proxy.resume().await;
+    eprintln!("faults: DynamoDB endpoint refused connections for 3 s");
+
+    // The DynamoDB server is killed with writes in flight, and started again with its data.
+    wait_until_delivered(&recording, step(5), deadline).await;
+    moto.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    moto = own_moto();
+    let replayed = proxy.move_to(&moto.endpoint).await;
+    eprintln!("faults: DynamoDB server killed, started again ({replayed} acknowledged writes replayed)");
+
+    // The Kafka broker stops and starts again.
+    wait_until_delivered(&recording, step(6), deadline).await;
+    let broker = kafka
+        .restart_broker(Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|| "skipped (external broker, no KAFKA_RESTART_COMMAND)".to_owned());
+    eprintln!("faults: broker restart: {broker}");
 
     // Killed again.
-    wait_until_delivered(&recording, records * 3 / 4, deadline).await;
+    wait_until_delivered(&recording, step(8), deadline).await;
     second.abort();
     let _ = second.await;
+    eprintln!(
+        "faults: mapping killed at {} delivered records, restarted",
+        recording.delivered().len()
+    );
     let (stop, third) = start_mapping(&config, recording.clone());
 
     producing.await.expect("producer task").expect("produced");
@@ -149,9 +180,21 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .unprocessed_items
         .load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "faults: 2 mapping kills, 1 endpoint outage, {throttled} throttled and {unprocessed} unprocessed writes, {} failed invocations",
+        "faults on {}: 2 mapping kills, 1 endpoint outage, 1 DynamoDB server restart ({replayed} writes replayed), \
+         broker restart: {broker}, {throttled} throttled and {unprocessed} unprocessed writes, {} failed invocations",
+        kafka.describe(),
         recording.failed_invocations()
     );
+    if lost > 0 {
+        let mut delivered_not_stored: Vec<&String> = expected.iter().filter(|id| !unique_ids.contains(id)).collect();
+        delivered_not_stored.sort();
+        eprintln!(
+            "faults: {} of the lost records were delivered to the function (never delivered: {}); first: {:?}",
+            delivered_not_stored.len(),
+            lost.saturating_sub(delivered_not_stored.len()),
+            &delivered_not_stored[..delivered_not_stored.len().min(10)]
+        );
+    }
     println!("records={records} stored={stored} lost={lost} duplicated={duplicated}");
     assert_eq!((lost, duplicated), (0, 0));
     assert_eq!(stored, records);

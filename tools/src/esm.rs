@@ -358,7 +358,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     on_progress: &(dyn Fn(&Progress) + Send + Sync),
 ) -> anyhow::Result<Progress> {
-    let consumer = consumer(config)?;
+    let consumer = Arc::new(consumer(config)?);
     let mut progress = Progress::default();
     let window = Duration::from_millis(config.batching_window_ms);
     let backoff = Backoff {
@@ -454,9 +454,14 @@ pub async fn run(
         for ((topic, partition), offset) in &next_offsets {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
         }
-        if let Err(err) = consumer.commit(&offsets, CommitMode::Sync) {
+        // A synchronous commit blocks until the broker answers (for as long as it is down): off the runtime's
+        // threads, so that everything else on them (other tasks, the timers of a test) goes on meanwhile.
+        let committing = consumer.clone();
+        match tokio::task::spawn_blocking(move || committing.commit(&offsets, CommitMode::Sync)).await {
+            Ok(Ok(())) => {}
             // Not fatal: the records are stored, and redelivery of stored records is idempotent.
-            tracing::warn!(error = %err, "offset commit failed; the batch may be delivered again");
+            Ok(Err(err)) => tracing::warn!(error = %err, "offset commit failed; the batch may be delivered again"),
+            Err(err) => tracing::warn!(error = %err, "offset commit did not finish; the batch may be delivered again"),
         }
         progress.batches += 1;
         progress.records += count as u64;
