@@ -47,8 +47,16 @@ else
 endif
 
 .PHONY: faults
-faults: venv ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outage, throttling
-	FAULT_RECORDS=$${FAULT_RECORDS:-100000} $(CARGO) test --release -p integration-tests --test faults -- --nocapture
+faults: venv ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outages, restarts, throttling
+	FAULT_RECORDS=$${FAULT_RECORDS:-100000} $(CARGO) test --workspace --test faults -- --nocapture
+
+.PHONY: bench
+bench: ## ingest vs the Python peer (Powertools + boto3) on a full 10,000-record batch; BENCH_RUNS (default 3)
+	python3 bench/run.py --runs $${BENCH_RUNS:-3}
+
+.PHONY: criterion
+criterion: ## Criterion benchmarks of decode + normalize + item building (records/s and MB/s per core)
+	$(CARGO) bench -p notifications-shared --bench normalize
 
 .PHONY: api-fuzz
 api-fuzz: ## schemathesis against the OpenAPI document on a local stack (API_FUZZ_SECONDS, default 120)
@@ -62,4 +70,4 @@ fuzz: ## Fuzz decode + normalize for FUZZ_SECONDS (default 60); installs cargo-f
 .PHONY: clean
 clean: ## Remove build output and the virtualenvs
 	$(CARGO) clean
-	rm -rf $(VENV) .venv-infra .venv-apifuzz
+	rm -rf $(VENV) .venv-infra .venv-apifuzz .venv-bench

@@ -151,32 +151,64 @@ pub fn prepare(
     layout: &Layout,
     now_epoch_seconds: i64,
 ) -> Result<PreparedItem, LayoutError> {
-    let n_ = notification;
-    let mut item = Item::new();
-    item.insert(table::PARTITION_KEY.into(), s(n_.id.clone()));
+    prepare_owned(notification.clone(), layout, now_epoch_seconds)
+}
+
+/// Like [`prepare`], moving the record's text and payload into the item instead of copying them.
+pub fn prepare_owned(
+    notification: Notification,
+    layout: &Layout,
+    now_epoch_seconds: i64,
+) -> Result<PreparedItem, LayoutError> {
+    let Notification {
+        id,
+        source_topic,
+        partition,
+        offset,
+        kafka_timestamp,
+        timestamp_type,
+        key,
+        headers,
+        fields,
+        occurred_at,
+        received_at,
+        payload,
+        payload_format,
+        schema_id,
+        warnings,
+    } = notification;
+    let mut item = Item::with_capacity(ITEM_ATTRIBUTES);
+    item.insert(table::PARTITION_KEY.into(), s(id.clone()));
     item.insert("v".into(), n(ITEM_VERSION));
-    item.insert("source_topic".into(), s(n_.source_topic.clone()));
-    item.insert("partition".into(), n(n_.partition));
-    if let Some(offset) = n_.offset {
+    item.insert("source_topic".into(), s(source_topic));
+    item.insert("partition".into(), n(partition));
+    if let Some(offset) = offset {
         item.insert("offset".into(), n(offset));
     }
-    if let Some(ts) = n_.kafka_timestamp {
+    if let Some(ts) = kafka_timestamp {
         item.insert("kafka_timestamp".into(), n(ts));
     }
-    if let Some(tt) = &n_.timestamp_type {
-        item.insert("timestamp_type".into(), s(tt.clone()));
+    if let Some(tt) = timestamp_type {
+        item.insert("timestamp_type".into(), s(tt));
     }
-    let fields = &n_.fields;
+    let Extracted {
+        event_type,
+        correlation_id,
+        order_id,
+        customer_id,
+        source_service,
+        event_id,
+    } = fields;
     for (name, value) in [
-        ("event_type", &fields.event_type),
-        ("correlation_id", &fields.correlation_id),
-        ("order_id", &fields.order_id),
-        ("customer_id", &fields.customer_id),
-        ("source_service", &fields.source_service),
-        ("event_id", &fields.event_id),
+        ("event_type", event_type),
+        ("correlation_id", correlation_id),
+        ("order_id", order_id),
+        ("customer_id", customer_id),
+        ("source_service", source_service),
+        ("event_id", event_id),
     ] {
         if let Some(value) = value {
-            item.insert(name.into(), s(value.clone()));
+            item.insert(name.into(), s(value));
         }
     }
     for index in INDEXES {
@@ -187,19 +219,19 @@ pub fn prepare(
     }
     item.insert(
         table::EVENT_SORT_KEY.into(),
-        s(table::event_sort_key(&n_.occurred_at, &n_.id)),
+        s(table::event_sort_key(&occurred_at, &id)),
     );
-    item.insert("occurred_at".into(), s(n_.occurred_at.clone()));
-    item.insert("received_at".into(), s(n_.received_at.clone()));
-    item.insert("payload_format".into(), s(n_.payload_format.as_str()));
-    item.insert("payload_size".into(), n(n_.payload_size()));
-    if let Some(schema_id) = n_.schema_id {
+    item.insert("occurred_at".into(), s(occurred_at));
+    item.insert("received_at".into(), s(received_at));
+    item.insert("payload_format".into(), s(payload_format.as_str()));
+    item.insert("payload_size".into(), n(payload.as_ref().map_or(0, Vec::len)));
+    if let Some(schema_id) = schema_id {
         item.insert("schema_id".into(), n(schema_id));
     }
-    if !n_.warnings.is_empty() {
+    if !warnings.is_empty() {
         item.insert(
             "warnings".into(),
-            AttributeValue::L(n_.warnings.iter().cloned().map(s).collect()),
+            AttributeValue::L(warnings.into_iter().map(s).collect()),
         );
     }
     if let Some(retention) = layout.retention_seconds {
@@ -212,23 +244,23 @@ pub fn prepare(
     let mut blobs = Vec::new();
     // Key and headers inline, unless the record without its payload is already too large.
     let mut extras = Item::new();
-    if let Some(key) = &n_.key {
+    if let Some(key) = &key {
         extras.insert("key".into(), data_value(key));
     }
-    if !n_.headers.is_empty() {
-        extras.insert("headers".into(), headers_value(&n_.headers));
+    if !headers.is_empty() {
+        extras.insert("headers".into(), headers_value(&headers));
     }
     let pointer_room = 1_200; // pointer, size and digest attributes of up to two S3 objects
     if item_size(&item) + item_size(&extras) + pointer_room > layout.max_item_bytes {
-        let document = serde_json::json!({"key": n_.key, "headers": n_.headers});
+        let document = serde_json::json!({"key": key, "headers": headers});
         let bytes = serde_json::to_vec(&document).unwrap_or_default();
         let blob = BlobObject {
-            key: blob_key(&layout.prefix, &n_.id, ".extras.json"),
+            key: blob_key(&layout.prefix, &id, ".extras.json"),
             sha256: sha256_hex(&bytes),
             bytes,
         };
         let bucket = layout.bucket.clone().ok_or_else(|| LayoutError::NoBucket {
-            id: n_.id.clone(),
+            id: id.clone(),
             size: item_size(&item) + item_size(&extras),
         })?;
         item.insert("extras_s3".into(), s3_pointer(&bucket, &blob));
@@ -237,14 +269,15 @@ pub fn prepare(
         item.extend(extras);
     }
 
-    if let Some(payload) = &n_.payload {
-        item.insert("payload_sha256".into(), s(sha256_hex(payload)));
+    if let Some(payload) = payload {
+        let sha256 = sha256_hex(&payload);
+        item.insert("payload_sha256".into(), s(sha256.clone()));
         let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
         if payload.len() <= room && payload.len() < layout.compress_min_bytes {
-            item.insert("payload".into(), AttributeValue::B(Blob::new(payload.clone())));
+            item.insert("payload".into(), AttributeValue::B(Blob::new(payload)));
         } else {
             let compressed = if payload.len() >= layout.compress_min_bytes {
-                zstd::bulk::compress(payload, 3)
+                zstd::bulk::compress(&payload, 3)
                     .ok()
                     .filter(|c| c.len() < payload.len())
             } else {
@@ -255,17 +288,17 @@ pub fn prepare(
                     item.insert("payload_zstd".into(), AttributeValue::B(Blob::new(c)));
                 }
                 _ if payload.len() <= room => {
-                    item.insert("payload".into(), AttributeValue::B(Blob::new(payload.clone())));
+                    item.insert("payload".into(), AttributeValue::B(Blob::new(payload)));
                 }
                 _ => {
                     let bucket = layout.bucket.clone().ok_or_else(|| LayoutError::NoBucket {
-                        id: n_.id.clone(),
+                        id: id.clone(),
                         size: item_size(&item) + payload.len(),
                     })?;
                     let blob = BlobObject {
-                        key: blob_key(&layout.prefix, &n_.id, ""),
-                        bytes: payload.clone(),
-                        sha256: sha256_hex(payload),
+                        key: blob_key(&layout.prefix, &id, ""),
+                        bytes: payload,
+                        sha256,
                     };
                     item.insert("payload_s3".into(), s3_pointer(&bucket, &blob));
                     blobs.push(blob);
@@ -273,12 +306,11 @@ pub fn prepare(
             }
         }
     }
-    Ok(PreparedItem {
-        id: n_.id.clone(),
-        item,
-        blobs,
-    })
+    Ok(PreparedItem { id, item, blobs })
 }
+
+/// The attributes of an item of every record, and a few to spare for warnings, TTL, key and headers.
+const ITEM_ATTRIBUTES: usize = 28;
 
 fn s3_pointer(bucket: &str, blob: &BlobObject) -> AttributeValue {
     AttributeValue::M(HashMap::from([

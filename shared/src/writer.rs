@@ -1,11 +1,12 @@
 //! Writing prepared items: S3 objects first, then items in BatchWriteItem requests of 25, several in flight,
 //! UnprocessedItems re-sent and transient errors retried with exponential backoff and full jitter, all within
 //! a deadline (the invocation's remaining time). Every record ends either stored or reported failed with why.
+//! Items can be built a chunk at a time ([`write_lazily`]), so memory holds only the requests in flight.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::item::{Item, PreparedItem};
@@ -89,96 +90,129 @@ pub async fn write_all(
     options: WriteOptions,
     deadline: Instant,
 ) -> WriteOutcome {
-    let mut outcome = WriteOutcome::default();
-    // BatchWriteItem rejects two requests for one key; redelivered duplicates collapse here.
-    let mut by_id: HashMap<String, PreparedItem> = HashMap::new();
-    for item in items {
-        by_id.insert(item.id.clone(), item);
-    }
-    let mut order: Vec<String> = by_id.keys().cloned().collect();
-    order.sort();
+    let id_of = |item: &PreparedItem| item.id.clone();
+    write_lazily(items, id_of, Ok, table, blobs, bucket, options, deadline).await
+}
 
-    // S3 objects first, so that no item ever points at an object that is not there.
-    let with_blobs: Vec<&PreparedItem> = order
-        .iter()
-        .filter_map(|id| by_id.get(id))
-        .filter(|i| !i.blobs.is_empty())
-        .collect();
-    let uploads: Vec<_> = with_blobs
-        .into_iter()
-        .map(|item| upload_blobs(item, blobs, bucket, options.backoff, deadline))
-        .collect();
-    let blob_results = run_bounded(uploads, options.concurrency).await;
-    for (id, result) in blob_results {
-        match result {
-            Ok(retries) => {
-                outcome.retries += retries;
-                outcome.blobs += by_id.get(&id).map_or(0, |i| i.blobs.len());
-            }
-            Err(reason) => {
-                by_id.remove(&id);
-                outcome.failed.push(Failure { id, reason });
+/// Like [`write_all`], for items built only when their BatchWriteItem is next: `build` turns a source (a
+/// decoded record) into its item a chunk at a time, so that a batch of thousands of records holds no more
+/// items in memory than there are requests in flight. Sources with the same id are written once (the last
+/// one wins); a source that `build` refuses is reported failed with its reason.
+///
+/// Items go to the table without a copy kept back: when a request fails and must be sent again, its items are
+/// built again from their sources. So `build` must give the same item for the same source, and may be called
+/// more than once for it.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_lazily<S, I, B>(
+    sources: impl IntoIterator<Item = S>,
+    id_of: I,
+    build: B,
+    table: &dyn BatchPut,
+    blobs: &dyn BlobPut,
+    bucket: Option<&str>,
+    options: WriteOptions,
+    deadline: Instant,
+) -> WriteOutcome
+where
+    S: Clone + Send + Sync,
+    I: Fn(&S) -> String,
+    B: Fn(S) -> Result<PreparedItem, Failure> + Sync,
+{
+    // BatchWriteItem rejects two requests for one key; redelivered duplicates collapse here. In id order.
+    let mut by_id: BTreeMap<String, S> = BTreeMap::new();
+    for source in sources {
+        by_id.insert(id_of(&source), source);
+    }
+    let mut chunks: Vec<Vec<(String, S)>> = Vec::with_capacity(by_id.len().div_ceil(MAX_BATCH_ITEMS));
+    for entry in by_id {
+        match chunks.last_mut() {
+            Some(chunk) if chunk.len() < MAX_BATCH_ITEMS => chunk.push(entry),
+            _ => {
+                let mut chunk = Vec::with_capacity(MAX_BATCH_ITEMS);
+                chunk.push(entry);
+                chunks.push(chunk);
             }
         }
     }
-
-    let ready: Vec<Item> = order.iter().filter_map(|id| by_id.remove(id)).map(|i| i.item).collect();
-    let chunks: Vec<Vec<Item>> = ready.chunks(MAX_BATCH_ITEMS).map(<[Item]>::to_vec).collect();
-    let writes: Vec<_> = chunks
-        .into_iter()
-        .map(|chunk| write_chunk(chunk, table, options.backoff, deadline))
-        .collect();
-    let results = run_bounded(writes, options.concurrency).await;
+    let build = &build;
+    let results: Vec<WriteOutcome> = stream::iter(chunks)
+        .map(|chunk| async move {
+            let mut outcome = WriteOutcome::default();
+            let mut prepared = Vec::with_capacity(chunk.len());
+            let mut sources = Vec::with_capacity(chunk.len());
+            for (id, source) in chunk {
+                match build(source.clone()) {
+                    Ok(item) => {
+                        prepared.push(item);
+                        sources.push((id, source));
+                    }
+                    Err(failure) => outcome.failed.push(failure),
+                }
+            }
+            let ready = put_blobs(prepared, blobs, bucket, options.backoff, deadline, &mut outcome).await;
+            if !ready.is_empty() {
+                let rebuild = |ids: &[String]| -> Vec<Item> {
+                    sources
+                        .iter()
+                        .filter(|(id, _)| ids.contains(id))
+                        .filter_map(|(_, source)| build(source.clone()).ok())
+                        .map(|prepared| prepared.item)
+                        .collect()
+                };
+                let result = write_chunk(ready, &rebuild, table, options.backoff, deadline).await;
+                outcome.stored += result.stored;
+                outcome.retries += result.retries;
+                outcome.failed.extend(result.failed);
+            }
+            outcome
+        })
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+    let mut outcome = WriteOutcome::default();
     for result in results {
         outcome.stored += result.stored;
         outcome.retries += result.retries;
+        outcome.blobs += result.blobs;
         outcome.failed.extend(result.failed);
     }
     outcome.failed.sort_by(|a, b| a.id.cmp(&b.id));
     outcome
 }
 
-/// Runs `futures` with at most `limit` in flight; returns their outputs in completion order.
-async fn run_bounded<F: std::future::Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
-    let mut waiting = futures.into_iter();
-    let mut running = FuturesUnordered::new();
-    let mut outputs = Vec::new();
-    loop {
-        while running.len() < limit.max(1) {
-            match waiting.next() {
-                Some(future) => running.push(future),
-                None => break,
-            }
-        }
-        match running.next().await {
-            Some(output) => outputs.push(output),
-            None => return outputs,
-        }
-    }
-}
-
-/// Puts a record's S3 objects, retried; returns the record id and the retries, or why it failed.
-async fn upload_blobs(
-    item: &PreparedItem,
+/// Puts the S3 objects of `items` first, so that no item ever points at an object that is not there;
+/// returns the items that are ready to write, and reports the others failed.
+async fn put_blobs(
+    items: Vec<PreparedItem>,
     blobs: &dyn BlobPut,
     bucket: Option<&str>,
     backoff: Backoff,
     deadline: Instant,
-) -> (String, Result<u64, String>) {
-    let mut retries = 0;
-    let Some(bucket) = bucket else {
-        return (item.id.clone(), Err("no payload bucket configured".to_owned()));
-    };
-    for blob in &item.blobs {
-        let result = retry(backoff, deadline, &mut retries, || {
-            blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
-        })
-        .await;
-        if let Err(err) = result {
-            return (item.id.clone(), Err(err));
+    outcome: &mut WriteOutcome,
+) -> Vec<Item> {
+    let mut ready = Vec::with_capacity(items.len());
+    'items: for item in items {
+        for blob in &item.blobs {
+            let Some(bucket) = bucket else {
+                outcome.failed.push(Failure {
+                    id: item.id,
+                    reason: "no payload bucket configured".to_owned(),
+                });
+                continue 'items;
+            };
+            let result = retry(backoff, deadline, &mut outcome.retries, || {
+                blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
+            })
+            .await;
+            if let Err(reason) = result {
+                outcome.failed.push(Failure { id: item.id, reason });
+                continue 'items;
+            }
         }
+        outcome.blobs += item.blobs.len();
+        ready.push(item.item);
     }
-    (item.id.clone(), Ok(retries))
+    ready
 }
 
 struct ChunkResult {
@@ -194,75 +228,103 @@ fn item_id(item: &Item) -> String {
     }
 }
 
-async fn write_chunk(chunk: Vec<Item>, table: &dyn BatchPut, backoff: Backoff, deadline: Instant) -> ChunkResult {
-    let total = chunk.len();
-    let mut pending = chunk;
-    let mut retries = 0u64;
+fn failures(ids: &[String], reason: &str) -> Vec<Failure> {
+    ids.iter()
+        .map(|id| Failure {
+            id: id.clone(),
+            reason: reason.to_owned(),
+        })
+        .collect()
+}
+
+/// Writes one BatchWriteItem's worth of items until all are stored, failed permanently, or out of time.
+/// The items are handed to the table, not copied; `rebuild` makes the items of the given ids again when a
+/// request failed and took its items with it.
+async fn write_chunk(
+    items: Vec<Item>,
+    rebuild: &(dyn Fn(&[String]) -> Vec<Item> + Sync),
+    table: &dyn BatchPut,
+    backoff: Backoff,
+    deadline: Instant,
+) -> ChunkResult {
+    let total = items.len();
+    // The ids not stored yet and, when at hand, their items.
+    let mut ids: Vec<String> = items.iter().map(item_id).collect();
+    let mut pending = Some(items);
+    let mut result = ChunkResult {
+        stored: 0,
+        retries: 0,
+        failed: Vec::new(),
+    };
     let mut attempt = 0u32;
     loop {
-        let reason = match table.batch_put(pending.clone()).await {
+        let sending = match pending.take() {
+            Some(items) => items,
+            None => {
+                let items = rebuild(&ids);
+                if items.len() < ids.len() {
+                    let rebuilt: Vec<String> = items.iter().map(item_id).collect();
+                    let (kept, lost): (Vec<String>, Vec<String>) = ids.into_iter().partition(|id| rebuilt.contains(id));
+                    result
+                        .failed
+                        .extend(failures(&lost, "its item could not be built again for a retry"));
+                    ids = kept;
+                }
+                items
+            }
+        };
+        if sending.is_empty() {
+            result.stored = total - result.failed.len();
+            return result;
+        }
+        let reason = match table.batch_put(sending).await {
             Ok(unprocessed) if unprocessed.is_empty() => {
-                return ChunkResult {
-                    stored: total,
-                    retries,
-                    failed: Vec::new(),
-                };
+                result.stored = total - result.failed.len();
+                return result;
             }
             Ok(unprocessed) => {
-                pending = unprocessed;
-                format!("{} items left unprocessed by DynamoDB", pending.len())
+                ids = unprocessed.iter().map(item_id).collect();
+                pending = Some(unprocessed);
+                format!("{} items left unprocessed by DynamoDB", ids.len())
             }
             Err(err) if err.is_transient() => err.to_string(),
-            Err(err) if pending.len() > 1 => {
+            Err(err) if ids.len() > 1 => {
                 // A permanent error on a batch: write the items one by one so only the culprit fails.
-                let mut result = ChunkResult {
-                    stored: 0,
-                    retries,
-                    failed: Vec::new(),
-                };
-                for item in pending.clone() {
-                    let single = Box::pin(write_chunk(vec![item], table, backoff, deadline)).await;
+                tracing::warn!(error = %err, "batch rejected; writing its items one by one");
+                result.stored = total - result.failed.len() - ids.len();
+                for id in ids {
+                    let one = std::slice::from_ref(&id);
+                    let items = rebuild(one);
+                    if items.is_empty() {
+                        result
+                            .failed
+                            .extend(failures(one, "its item could not be built again for a retry"));
+                        continue;
+                    }
+                    let single = Box::pin(write_chunk(items, rebuild, table, backoff, deadline)).await;
                     result.stored += single.stored;
                     result.retries += single.retries;
                     result.failed.extend(single.failed);
                 }
-                result.stored += total - pending.len();
-                tracing::warn!(error = %err, "batch rejected; wrote its items one by one");
                 return result;
             }
             Err(err) => {
-                return ChunkResult {
-                    stored: total - pending.len(),
-                    retries,
-                    failed: pending
-                        .iter()
-                        .map(|i| Failure {
-                            id: item_id(i),
-                            reason: err.to_string(),
-                        })
-                        .collect(),
-                };
+                result.failed.extend(failures(&ids, &err.to_string()));
+                result.stored = total - result.failed.len();
+                return result;
             }
         };
         let delay = backoff.delay(attempt);
         if Instant::now() + delay >= deadline {
             let reason = format!("out of time after {} attempts; last: {reason}", attempt + 1);
-            return ChunkResult {
-                stored: total - pending.len(),
-                retries,
-                failed: pending
-                    .iter()
-                    .map(|i| Failure {
-                        id: item_id(i),
-                        reason: reason.clone(),
-                    })
-                    .collect(),
-            };
+            result.failed.extend(failures(&ids, &reason));
+            result.stored = total - result.failed.len();
+            return result;
         }
-        tracing::debug!(attempt, pending = pending.len(), %reason, "retrying batch write");
+        tracing::debug!(attempt, pending = ids.len(), %reason, "retrying batch write");
         tokio::time::sleep(delay).await;
         attempt += 1;
-        retries += 1;
+        result.retries += 1;
     }
 }
 
@@ -298,6 +360,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
 
     #[test]
     fn backoff_grows_exponentially_up_to_the_cap() {
@@ -312,5 +375,76 @@ mod tests {
         for attempt in 0..40 {
             assert!(b.delay(attempt) <= b.ceiling(attempt));
         }
+    }
+
+    /// A table that notes, at every request, how many items had been built by then.
+    struct Probe {
+        built: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        seen: std::sync::Mutex<Vec<(usize, usize)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BatchPut for Probe {
+        async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+            let built = self.built.load(std::sync::atomic::Ordering::SeqCst);
+            if let Ok(mut seen) = self.seen.lock() {
+                seen.push((built, items.len()));
+            }
+            tokio::task::yield_now().await;
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn lazily_built_items_are_built_a_few_chunks_at_a_time_deduplicated_and_all_written() {
+        use std::sync::atomic::Ordering;
+        let built = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let probe = Probe {
+            built: built.clone(),
+            seen: std::sync::Mutex::new(Vec::new()),
+        };
+        let blobs = crate::memory::InMemoryStore::new();
+        let options = WriteOptions {
+            concurrency: 2,
+            ..WriteOptions::default()
+        };
+        // 1,000 records, the first 10 delivered twice.
+        let sources: Vec<u32> = (0..1_000).chain(0..10).collect();
+        let outcome = write_lazily(
+            sources,
+            |n| format!("t:0:{n:04}"),
+            |n| {
+                built.fetch_add(1, Ordering::SeqCst);
+                let id = format!("t:0:{n:04}");
+                let item = Item::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(id.clone()))]);
+                if n == 500 {
+                    return Err(Failure {
+                        id,
+                        reason: "refused".into(),
+                    });
+                }
+                Ok(PreparedItem {
+                    id,
+                    item,
+                    blobs: Vec::new(),
+                })
+            },
+            &probe,
+            &blobs,
+            None,
+            options,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(outcome.stored, 999);
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(built.load(Ordering::SeqCst), 1_000, "duplicates are built once");
+        let seen = probe.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let (built_at_first_request, _) = seen[0];
+        assert!(
+            built_at_first_request <= 2 * MAX_BATCH_ITEMS,
+            "{built_at_first_request} items built before the first request"
+        );
+        assert!(seen.iter().all(|(_, len)| *len <= MAX_BATCH_ITEMS));
     }
 }

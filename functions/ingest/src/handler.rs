@@ -2,6 +2,7 @@
 //! unstored records reported) so that the trigger delivers them again. Nothing is acknowledged unstored.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +11,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
 use shared::config::{FailureMode, IngestConfig};
-use shared::decode::{self, EventError};
+use shared::decode::{self, DecodedEvent, EventError, KafkaTrigger};
 use shared::item::{self, PreparedItem};
 use shared::model::KafkaMessage;
 use shared::normalize::{self, Context};
@@ -102,44 +103,88 @@ impl Ingest {
         &self.config
     }
 
+    /// Like [`Ingest::process`], taking the event by value so that its JSON is freed as soon as it is decoded.
+    pub async fn process_owned(
+        &self,
+        event: Value,
+        budget: Duration,
+    ) -> Result<(Response, InvocationSummary), IngestError> {
+        let started = Instant::now();
+        let decoded = decode::decode_event(&event)?;
+        drop(event);
+        self.store(decoded, started, budget).await
+    }
+
     /// Stores every record of `event` within `budget`.
     pub async fn process(&self, event: &Value, budget: Duration) -> Result<(Response, InvocationSummary), IngestError> {
         let started = Instant::now();
+        let decoded = decode::decode_event(event)?;
+        self.store(decoded, started, budget).await
+    }
+
+    /// Stores every record of an event that was decoded while it was parsed ([`decode::decode_event_bytes`],
+    /// or [`KafkaTrigger`] as the Lambda payload type): the lean path, which never holds the event as a JSON
+    /// tree. A full 6 MB batch then needs the decoded records and the items in flight, little more.
+    pub async fn process_decoded(
+        &self,
+        event: DecodedEvent,
+        budget: Duration,
+    ) -> Result<(Response, InvocationSummary), IngestError> {
+        self.store(event, Instant::now(), budget).await
+    }
+
+    async fn store(
+        &self,
+        event: DecodedEvent,
+        started: Instant,
+        budget: Duration,
+    ) -> Result<(Response, InvocationSummary), IngestError> {
         let deadline = started + budget.saturating_sub(self.config.deadline_margin);
-        let event = decode::decode_event(event)?;
         let received_at: DateTime<Utc> = Utc::now();
         let context = Context {
             received_at,
             topic_services: &self.config.topic_services,
         };
-
         let mut summary = InvocationSummary {
             records: event.records.len(),
+            bytes: event.records.iter().map(|m| m.value.as_ref().map_or(0, Vec::len)).sum(),
             ..Default::default()
         };
-        let mut prepared: Vec<PreparedItem> = Vec::with_capacity(event.records.len());
-        let mut failures: Vec<Failure> = Vec::new();
-        for message in &event.records {
-            summary.bytes += message.value.as_ref().map_or(0, Vec::len);
+        let warnings = AtomicUsize::new(0);
+        let offloaded = AtomicUsize::new(0);
+        // Each record is normalized and laid out only when its BatchWriteItem is next: a full batch of
+        // 10,000 records never holds more than the items in flight (see `writer::write_lazily`). A record
+        // whose request must be sent again is built again; it is counted and logged once.
+        let built: Vec<AtomicBool> = event.records.iter().map(|_| AtomicBool::new(false)).collect();
+        let build = |(index, message): (usize, &KafkaMessage)| -> Result<PreparedItem, Failure> {
+            let first = built.get(index).is_some_and(|b| !b.swap(true, Ordering::Relaxed));
             let notification = normalize::normalize(message, &context);
-            summary.warnings += notification.warnings.len();
-            if !notification.warnings.is_empty() {
-                tracing::info!(id = %notification.id, warnings = ?notification.warnings, "record normalized with warnings");
+            if first {
+                warnings.fetch_add(notification.warnings.len(), Ordering::Relaxed);
+                if !notification.warnings.is_empty() {
+                    tracing::info!(id = %notification.id, warnings = ?notification.warnings, "record normalized with warnings");
+                }
+                if self.config.log_payloads {
+                    tracing::info!(id = %notification.id, payload = %String::from_utf8_lossy(notification.payload.as_deref().unwrap_or_default()), "payload");
+                }
             }
-            if self.config.log_payloads {
-                tracing::info!(id = %notification.id, payload = %String::from_utf8_lossy(notification.payload.as_deref().unwrap_or_default()), "payload");
+            let id = notification.id.clone();
+            let prepared =
+                item::prepare_owned(notification, &self.config.layout, received_at.timestamp()).map_err(|err| {
+                    Failure {
+                        id,
+                        reason: err.to_string(),
+                    }
+                })?;
+            if first && !prepared.blobs.is_empty() {
+                offloaded.fetch_add(1, Ordering::Relaxed);
             }
-            match item::prepare(&notification, &self.config.layout, received_at.timestamp()) {
-                Ok(item) => prepared.push(item),
-                Err(err) => failures.push(Failure {
-                    id: notification.id.clone(),
-                    reason: err.to_string(),
-                }),
-            }
-        }
-        summary.offloaded = prepared.iter().filter(|p| !p.blobs.is_empty()).count();
-        let outcome = writer::write_all(
-            prepared,
+            Ok(prepared)
+        };
+        let outcome = writer::write_lazily(
+            event.records.iter().enumerate(),
+            |(_, message): &(usize, &KafkaMessage)| message.id(),
+            build,
             self.table.as_ref(),
             self.blobs.as_ref(),
             self.config.layout.bucket.as_deref(),
@@ -147,7 +192,9 @@ impl Ingest {
             deadline,
         )
         .await;
-        failures.extend(outcome.failed);
+        let failures = outcome.failed;
+        summary.warnings = warnings.into_inner();
+        summary.offloaded = offloaded.into_inner();
         summary.stored = outcome.stored;
         summary.retried = outcome.retries;
         summary.failed = failures.len();
@@ -239,7 +286,17 @@ pub fn budget_from(deadline_ms: u64, now: SystemTime) -> Duration {
 pub async fn handle(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Response, IngestError> {
     let budget = budget_from(event.context.deadline, SystemTime::now());
     ingest
-        .process(&event.payload, budget)
+        .process_owned(event.payload, budget)
+        .await
+        .map(|(response, _)| response)
+}
+
+/// The Lambda entry point for the lean payload type: `service_fn(|event: LambdaEvent<KafkaTrigger>| ..)` has the
+/// runtime decode the records while it parses the event, instead of building the event's JSON tree first.
+pub async fn handle_trigger(ingest: &Ingest, event: LambdaEvent<KafkaTrigger>) -> Result<Response, IngestError> {
+    let budget = budget_from(event.context.deadline, SystemTime::now());
+    ingest
+        .process_decoded(event.payload.0?, budget)
         .await
         .map(|(response, _)| response)
 }
@@ -294,6 +351,24 @@ mod tests {
             serde_json::to_value(&response).unwrap(),
             json!({"batchItemFailures": []})
         );
+    }
+
+    #[tokio::test]
+    async fn the_lean_payload_type_stores_the_sample_and_rejects_other_events_clearly() {
+        let store = Arc::new(InMemoryStore::new());
+        let ingest = ingest_with(&store, &[]);
+        let sample: KafkaTrigger =
+            serde_json::from_str(include_str!("../../../fixtures/events/msk-sample.json")).unwrap();
+        let response = handle_trigger(&ingest, LambdaEvent::new(sample, LambdaContext::default()))
+            .await
+            .unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(store.len(), 1);
+        let sqs: KafkaTrigger = serde_json::from_value(json!({"Records": []})).unwrap();
+        let err = handle_trigger(&ingest, LambdaEvent::new(sqs, LambdaContext::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(Diagnostic::from(err).error_type, "NotAKafkaEvent");
     }
 
     #[tokio::test]

@@ -1,0 +1,160 @@
+"""A full Kafka trigger batch for `make bench`: 10,000 realistic order, payment, shipping and inventory
+events in the exact shape an MSK event source mapping sends to Lambda (base64 keys and values, headers as
+byte arrays, records grouped by `topic-partition`), close to Lambda's 6 MB invocation payload limit.
+
+Deterministic: the same seed gives the same bytes. Four producer conventions are mixed, as in a real
+order-processing system: camelCase with top-level ids, snake_case under a metadata/data envelope,
+CloudEvents structured mode with an `order: {id}` entity, and PascalCase with the correlation id only in a
+Kafka header.
+
+    python bench/events.py OUT.json [--records 10000] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+TOPICS = {"orders": 3, "payments": 3, "shipping": 2, "inventory": 2}
+START = datetime(2026, 11, 27, 9, 0, 0, tzinfo=timezone.utc)
+CITIES = ["Berlin", "Lyon", "Porto", "Gdansk"]
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _order(rng: random.Random, n: int, t: datetime, corr: str) -> tuple[dict, list]:
+    items = [
+        {"sku": f"SKU-{rng.randrange(10000, 99999)}", "quantity": rng.randint(1, 4), "unitPrice": rng.randint(199, 9999) / 100}
+        for _ in range(1)
+    ]
+    city = rng.choice(CITIES)
+    value = {
+        "eventType": rng.choice(["OrderCreated", "OrderConfirmed", "OrderCancelled"]),
+        "eventId": _uuid(rng),
+        "orderId": f"ord-{n:08d}",
+        "customerId": f"cus-{rng.randrange(1, 5000):06d}",
+        "correlationId": corr,
+        "occurredAt": _iso(t),
+        "source": "order-service",
+        "totalAmount": round(sum(i["quantity"] * i["unitPrice"] for i in items), 2),
+        "items": items,
+        "shipTo": city,
+    }
+    return value, []
+
+
+def _payment(rng: random.Random, n: int, t: datetime, corr: str) -> tuple[dict, list]:
+    value = {
+        "metadata": {
+            "event_type": rng.choice(["PaymentAuthorized", "PaymentCaptured", "PaymentFailed"]),
+            "event_id": _uuid(rng),
+            "correlation_id": corr,
+            "timestamp": int(t.timestamp() * 1000),
+            "producer": "payment-service",
+        },
+        "data": {
+            "payment_id": f"pay-{rng.getrandbits(40):010x}",
+            "order_id": f"ord-{n:08d}",
+            "customer_id": f"cus-{rng.randrange(1, 5000):06d}",
+            "amount": rng.randint(500, 50000) / 100,
+            "method": rng.choice(["card", "sepa", "paypal"]),
+        },
+    }
+    return value, []
+
+
+def _shipping(rng: random.Random, n: int, t: datetime, corr: str) -> tuple[dict, list]:
+    value = {
+        "specversion": "1.0",
+        "type": rng.choice(["com.shop.shipment.created", "com.shop.shipment.dispatched", "com.shop.shipment.delivered"]),
+        "source": "shipping-service",
+        "id": _uuid(rng),
+        "time": _iso(t),
+        "data": {
+            "shipmentId": f"shp-{rng.getrandbits(32):08x}",
+            "order": {"id": f"ord-{n:08d}", "customerId": f"cus-{rng.randrange(1, 5000):06d}"},
+            "carrier": rng.choice(["DHL", "UPS", "DPD"]),
+            "correlationId": corr,
+        },
+    }
+    return value, []
+
+
+def _inventory(rng: random.Random, n: int, t: datetime, corr: str) -> tuple[dict, list]:
+    value = {
+        "EventName": rng.choice(["StockReserved", "StockReleased", "StockAdjusted"]),
+        "MessageId": _uuid(rng),
+        "OrderID": f"ord-{n:08d}",
+        "Sku": f"SKU-{rng.randrange(10000, 99999)}",
+        "Warehouse": f"WH-{rng.randint(1, 9)}",
+        "Quantity": rng.randint(1, 5),
+        "Timestamp": _iso(t),
+        "Service": "inventory-service",
+    }
+    return value, [{"correlation-id": corr}]
+
+
+MAKERS = {"orders": _order, "payments": _payment, "shipping": _shipping, "inventory": _inventory}
+
+
+def build_event(records: int = 10_000, seed: int = 7) -> dict:
+    """The trigger event, as a JSON-ready dict."""
+    rng = random.Random(seed)
+    groups: dict[str, list] = {f"{topic}-{p}": [] for topic, parts in TOPICS.items() for p in range(parts)}
+    offsets = {group: rng.randrange(1_000, 900_000) for group in groups}
+    topics = list(TOPICS)
+    for i in range(records):
+        topic = topics[i % len(topics)]
+        n = 100_000 + i // len(topics)  # every order appears on every topic: a flow
+        corr = str(uuid.UUID(int=(seed << 64) ^ n, version=4))
+        t = START + timedelta(milliseconds=37 * i + rng.randrange(0, 30))
+        value, headers = MAKERS[topic](rng, n, t, corr)
+        partition = n % TOPICS[topic]
+        group = f"{topic}-{partition}"
+        offsets[group] += 1
+        groups[group].append(
+            {
+                "topic": topic,
+                "partition": partition,
+                "offset": offsets[group],
+                "timestamp": int(t.timestamp() * 1000) + rng.randrange(1, 40),
+                "timestampType": "CREATE_TIME",
+                "key": base64.b64encode(f"ord-{n:08d}".encode()).decode(),
+                "value": base64.b64encode(json.dumps(value, separators=(",", ":")).encode()).decode(),
+                "headers": [{name: list(text.encode())} for header in headers for name, text in header.items()],
+            }
+        )
+    return {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/shop/11111111-2222-3333-4444-555555555555-1",
+        "bootstrapServers": "b-1.shop.kafka.eu-west-1.amazonaws.com:9098,b-2.shop.kafka.eu-west-1.amazonaws.com:9098",
+        "records": {group: entries for group, entries in groups.items() if entries},
+    }
+
+
+def write_event(path: str, records: int = 10_000, seed: int = 7) -> int:
+    """Writes the event as compact JSON (as Lambda delivers it); returns its size in bytes."""
+    data = json.dumps(build_event(records, seed), separators=(",", ":")).encode()
+    with open(path, "wb") as out:
+        out.write(data)
+    return len(data)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out")
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    size = write_event(args.out, args.records, args.seed)
+    print(f"{args.out}: {args.records} records, {size} bytes")
