@@ -457,7 +457,7 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
     let mut headers = Vec::new();
     match entry.get("headers") {
         Some(Value::Array(maps)) => {
-            for map in maps {
+            for (index, map) in maps.iter().enumerate() {
                 match map {
                     Value::Object(pairs) => {
                         for (name, raw) in pairs {
@@ -471,15 +471,27 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
                             }
                         }
                     }
-                    other => warnings.push(format!(
-                        "a header entry is {}, not an object; skipped: {other}",
-                        kind(other)
-                    )),
+                    // Kept, under a name no Kafka producer sets, and described without quoting it: warnings are
+                    // logged, header values are customer data.
+                    other => {
+                        let name = format!("#{index}");
+                        warnings.push(format!(
+                            "header entry {index} is {}, not an object; kept as header {name:?} with its JSON",
+                            kind(other)
+                        ));
+                        headers.push((name, other.to_string().into_bytes()));
+                    }
                 }
             }
         }
         Some(Value::Null) | None => {}
-        Some(other) => warnings.push(format!("headers are {}, not an array: {other}", kind(other))),
+        Some(other) => {
+            warnings.push(format!(
+                "headers are {}, not an array; kept as header \"#headers\" with their JSON",
+                kind(other)
+            ));
+            headers.push(("#headers".to_owned(), other.to_string().into_bytes()));
+        }
     }
     KafkaMessage {
         topic,
@@ -592,7 +604,7 @@ mod tests {
         assert_eq!(r.offset, Some(12));
         assert_eq!(r.timestamp, None);
         assert_eq!(r.value.as_deref(), Some(&b"7"[..]));
-        assert_eq!(r.headers.len(), 2);
+        assert_eq!(r.headers.len(), 3, "the junk entry is kept as header #1");
         assert!(r.warnings.len() >= 4, "{:?}", r.warnings);
         let junk = &records[1];
         assert_eq!(junk.offset, None);
@@ -686,6 +698,33 @@ mod tests {
         assert_eq!(trigger.0.unwrap().records.len(), 1);
         let other: KafkaTrigger = serde_json::from_str(r#"{"Records": [{"eventSource": "aws:sqs"}]}"#).unwrap();
         assert_eq!(other.0, Err(EventError::MissingEventSource));
+    }
+
+    #[test]
+    fn malformed_header_entries_are_kept_and_not_quoted_in_warnings() {
+        let event = json!({"eventSource": "aws:kafka", "records": {"t-0": [
+            {"topic": "t", "partition": 0, "offset": 1, "timestamp": 1,
+             "headers": ["secret-a", {"ok": [65]}, 7]},
+            {"topic": "t", "partition": 0, "offset": 2, "timestamp": 1, "headers": {"x": "secret-b"}}]}});
+        let records = decode_event(&event).unwrap().records;
+        assert_eq!(
+            records[0].headers,
+            vec![
+                ("#0".to_owned(), b"\"secret-a\"".to_vec()),
+                ("ok".to_owned(), b"A".to_vec()),
+                ("#2".to_owned(), b"7".to_vec())
+            ]
+        );
+        assert_eq!(
+            records[1].headers,
+            vec![("#headers".to_owned(), br#"{"x":"secret-b"}"#.to_vec())]
+        );
+        for record in &records {
+            assert!(!record.warnings.is_empty());
+            for warning in &record.warnings {
+                assert!(!warning.contains("secret"), "{warning}");
+            }
+        }
     }
 
     #[test]
