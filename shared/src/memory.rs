@@ -231,15 +231,5 @@ impl IndexRead for InMemoryStore {
     }
 }
 
-/// Incompressible bytes (xorshift, fixed seed), for payloads that compression cannot shrink.
-pub fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
+/// Incompressible bytes, for payloads that compression cannot shrink (the fixture format's generator).
+pub use crate::fixtures::noise;
