@@ -50,6 +50,10 @@ endif
 faults: venv ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outages, restarts, throttling
 	FAULT_RECORDS=$${FAULT_RECORDS:-100000} $(CARGO) test --workspace --test faults -- --nocapture
 
+.PHONY: faults-tansu
+faults-tansu: venv ## The fault suite against Tansu, broker restart included (FAULT_RECORDS, default 100,000)
+	scripts/tansu.sh faults
+
 .PHONY: bench
 bench: ## ingest vs the Python peer (Powertools + boto3) on a full 10,000-record batch; BENCH_RUNS (default 3)
 	python3 bench/run.py --runs $${BENCH_RUNS:-3}

@@ -5,6 +5,7 @@
 #   scripts/tansu.sh stop      stop the one started by `start`
 #   scripts/tansu.sh restart   stop it, wait ${KAFKA_DOWN_SECONDS:-3} s, start it again on the same data
 #   scripts/tansu.sh test      start it, run the end-to-end and fault suites against it, stop it
+#   scripts/tansu.sh faults    start it, run the fault suite on FAULT_RECORDS (default 100,000) records, stop it
 # Only the sqlite:// storage engine is used: the memory:// engine loses messages.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,11 +79,19 @@ run_tests() {
     cargo test --workspace --test faults -- --nocapture)
 }
 
+run_faults() {
+  start
+  trap stop EXIT
+  (cd "$root" && FAULT_RECORDS=${FAULT_RECORDS:-100000} KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port \
+    KAFKA_RESTART_COMMAND="$root/scripts/tansu.sh restart" cargo test --workspace --test faults -- --nocapture)
+}
+
 case ${1:-} in
   install) install ;;
   start) start ;;
   stop) stop ;;
   restart) restart ;;
   test) run_tests ;;
-  *) echo "usage: $0 install|start|stop|restart|test" >&2; exit 2 ;;
+  faults) run_faults ;;
+  *) echo "usage: $0 install|start|stop|restart|test|faults" >&2; exit 2 ;;
 esac

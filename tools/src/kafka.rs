@@ -13,11 +13,6 @@ enum Command {
         partitions: i32,
         reply: mpsc::Sender<Result<(), String>>,
     },
-    SetBroker {
-        id: i32,
-        up: bool,
-        reply: mpsc::Sender<Result<(), String>>,
-    },
     Stop,
 }
 
@@ -51,14 +46,6 @@ impl EmbeddedKafka {
                     } => {
                         let _ = reply.send(cluster.create_topic(&name, partitions, 1).map_err(|e| e.to_string()));
                     }
-                    Command::SetBroker { id, up, reply } => {
-                        let result = if up {
-                            cluster.broker_up(id)
-                        } else {
-                            cluster.broker_down(id)
-                        };
-                        let _ = reply.send(result.map_err(|e| e.to_string()));
-                    }
                     Command::Stop => break,
                 }
             }
@@ -87,18 +74,6 @@ impl EmbeddedKafka {
             })
             .map_err(|_| anyhow::anyhow!("the mock cluster has stopped"))?;
         answer.recv()?.map_err(|e| anyhow::anyhow!("create topic {name}: {e}"))
-    }
-
-    /// Takes broker `id` (1-based) down: its connections are closed and new ones refused, as when a broker
-    /// process stops; `up` brings it back with its data. How the fault suite restarts the embedded broker.
-    pub fn set_broker(&self, id: i32, up: bool) -> anyhow::Result<()> {
-        let (reply, answer) = mpsc::channel();
-        self.commands
-            .send(Command::SetBroker { id, up, reply })
-            .map_err(|_| anyhow::anyhow!("the mock cluster has stopped"))?;
-        answer
-            .recv()?
-            .map_err(|e| anyhow::anyhow!("broker {id} {}: {e}", if up { "up" } else { "down" }))
     }
 }
 
