@@ -67,9 +67,9 @@ api-fuzz: ## schemathesis against the OpenAPI document on a local stack (API_FUZ
 	scripts/api-fuzz.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz decode + normalize for FUZZ_SECONDS (default 60); installs cargo-fuzz once
+fuzz: ## Fuzz FUZZ_TARGET (normalize: decode + normalize; http: the query router) for FUZZ_SECONDS (default 60)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run normalize -- -max_total_time=$${FUZZ_SECONDS:-60}
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $${FUZZ_TARGET:-normalize} -- -max_total_time=$${FUZZ_SECONDS:-60}
 
 .PHONY: clean
 clean: ## Remove build output and the virtualenvs

@@ -62,10 +62,14 @@ pub fn pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)
             continue;
         }
         if !allowed.contains(&name.as_ref()) {
-            return Err(format!(
-                "unknown query parameter {name:?}; this endpoint takes {}",
-                allowed.join(", ")
-            ));
+            return Err(if allowed.is_empty() {
+                format!("unknown query parameter {name:?}; this endpoint takes no query parameters")
+            } else {
+                format!(
+                    "unknown query parameter {name:?}; this endpoint takes {}",
+                    allowed.join(", ")
+                )
+            });
         }
         if seen.iter().any(|(n, _)| n == name.as_ref()) {
             return Err(format!("query parameter {name:?} is given more than once"));
@@ -215,6 +219,16 @@ mod tests {
         assert_eq!(p.limit, 500);
         assert_eq!(p.order, Order::Desc);
         assert_eq!(p.cursor.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn an_endpoint_without_parameters_says_so() {
+        let err = pairs(Some("x=1"), &[]).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown query parameter \"x\"; this endpoint takes no query parameters"
+        );
+        assert_eq!(pairs(Some(""), &[]).unwrap(), Vec::new());
     }
 
     #[test]
