@@ -122,15 +122,27 @@ impl TestEnv {
         let mut count = 0;
         let mut start = None;
         loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .expect("scan");
+            // moto answers a scan 500 now and then while other requests write to the table: retried.
+            let mut attempt = 0;
+            let page = loop {
+                match self
+                    .dynamodb
+                    .scan()
+                    .table_name(&self.table)
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start.clone())
+                    .send()
+                    .await
+                {
+                    Ok(page) => break page,
+                    Err(err) if attempt < 10 => {
+                        attempt += 1;
+                        eprintln!("scan failed (attempt {attempt}), retrying: {err}");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(err) => panic!("scan: {err:?}"),
+                }
+            };
             count += page.count as usize;
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),

@@ -46,15 +46,27 @@ async fn stored_ids(env: &TestEnv) -> Vec<String> {
     let mut ids = Vec::new();
     let mut start = None;
     loop {
-        let page = env
-            .dynamodb
-            .scan()
-            .table_name(&env.table)
-            .projection_expression("id")
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
+        let mut attempt = 0;
+        let page = loop {
+            match env
+                .dynamodb
+                .scan()
+                .table_name(&env.table)
+                .projection_expression("id")
+                .set_exclusive_start_key(start.clone())
+                .send()
+                .await
+            {
+                Ok(page) => break page,
+                // moto answers a scan 500 now and then while other requests write to the table.
+                Err(err) if attempt < 10 => {
+                    attempt += 1;
+                    eprintln!("scan failed (attempt {attempt}), retrying: {err}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(err) => panic!("scan: {err:?}"),
+            }
+        };
         for item in page.items() {
             if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
                 ids.push(id.clone());
