@@ -12,6 +12,7 @@ pub mod kafka;
 use std::sync::{Arc, OnceLock};
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use shared::config::{IngestConfig, QueryConfig};
 use shared::store::{DynamoStore, S3Store};
 
@@ -117,23 +118,19 @@ impl TestEnv {
         self.ingest_via(&self.endpoint.clone(), extra)
     }
 
-    /// How many items the table holds (a scan: tests only).
-    pub async fn count_items(&self) -> usize {
-        let mut count = 0;
+    /// Every page of a scan of this table (tests only), shaped by `shape` (a projection, `Select::Count`).
+    /// moto answers a scan 500 now and then while other requests write to the table: a page is retried.
+    pub async fn scan(
+        &self,
+        shape: impl Fn(ScanFluentBuilder) -> ScanFluentBuilder,
+    ) -> Vec<aws_sdk_dynamodb::operation::scan::ScanOutput> {
+        let mut pages = Vec::new();
         let mut start = None;
         loop {
-            // moto answers a scan 500 now and then while other requests write to the table: retried.
             let mut attempt = 0;
             let page = loop {
-                match self
-                    .dynamodb
-                    .scan()
-                    .table_name(&self.table)
-                    .select(aws_sdk_dynamodb::types::Select::Count)
-                    .set_exclusive_start_key(start.clone())
-                    .send()
-                    .await
-                {
+                let request = self.dynamodb.scan().table_name(&self.table);
+                match shape(request).set_exclusive_start_key(start.clone()).send().await {
                     Ok(page) => break page,
                     Err(err) if attempt < 10 => {
                         attempt += 1;
@@ -143,12 +140,18 @@ impl TestEnv {
                     Err(err) => panic!("scan: {err:?}"),
                 }
             };
-            count += page.count as usize;
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return count,
+            start = page.last_evaluated_key.clone().filter(|key| !key.is_empty());
+            pages.push(page);
+            if start.is_none() {
+                return pages;
             }
         }
+    }
+
+    /// How many items the table holds (a scan: tests only).
+    pub async fn count_items(&self) -> usize {
+        let pages = self.scan(|s| s.select(aws_sdk_dynamodb::types::Select::Count)).await;
+        pages.iter().map(|page| page.count as usize).sum()
     }
 
     /// Serves the real query API over this environment on a random local port.

@@ -43,40 +43,12 @@ async fn wait_until_delivered(recording: &Recording, count: usize, deadline: Ins
 
 /// All ids in the table (a scan: tests only).
 async fn stored_ids(env: &TestEnv) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut start = None;
-    loop {
-        let mut attempt = 0;
-        let page = loop {
-            match env
-                .dynamodb
-                .scan()
-                .table_name(&env.table)
-                .projection_expression("id")
-                .set_exclusive_start_key(start.clone())
-                .send()
-                .await
-            {
-                Ok(page) => break page,
-                // moto answers a scan 500 now and then while other requests write to the table.
-                Err(err) if attempt < 10 => {
-                    attempt += 1;
-                    eprintln!("scan failed (attempt {attempt}), retrying: {err}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(err) => panic!("scan: {err:?}"),
-            }
-        };
-        for item in page.items() {
-            if let Some(id) = item.get("id").and_then(|v| v.as_s().ok()) {
-                ids.push(id.clone());
-            }
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return ids,
-        }
-    }
+    let pages = env.scan(|s| s.projection_expression("id")).await;
+    pages
+        .iter()
+        .flat_map(|page| page.items())
+        .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
 }
 
 #[tokio::test]
