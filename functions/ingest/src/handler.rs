@@ -51,8 +51,8 @@ impl From<IngestError> for Diagnostic {
     }
 }
 
-/// The response to the trigger. With `ReportBatchItemFailures` on the event source mapping, Lambda resumes
-/// each listed topic-partition at the listed offset; an empty list means every record was processed.
+/// The response to the trigger. With `ReportBatchItemFailures` on the event source mapping, it lists every
+/// record that was not stored, and Lambda delivers those again; an empty list means every record was processed.
 /// Format: <https://docs.aws.amazon.com/lambda/latest/dg/kafka-retry-configurations.html>
 /// (`{"batchItemFailures": [{"itemIdentifier": {"partition": "topic-0", "offset": 15}}]}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,7 +110,7 @@ impl Ingest {
         budget: Duration,
     ) -> Result<(Response, InvocationSummary), IngestError> {
         let started = Instant::now();
-        let decoded = decode::decode_event(&event)?;
+        let decoded = decode::decode_event(&event).map_err(|error| rejected(error, started))?;
         drop(event);
         self.store(decoded, started, budget).await
     }
@@ -118,7 +118,7 @@ impl Ingest {
     /// Stores every record of `event` within `budget`.
     pub async fn process(&self, event: &Value, budget: Duration) -> Result<(Response, InvocationSummary), IngestError> {
         let started = Instant::now();
-        let decoded = decode::decode_event(event)?;
+        let decoded = decode::decode_event(event).map_err(|error| rejected(error, started))?;
         self.store(decoded, started, budget).await
     }
 
@@ -227,28 +227,40 @@ impl Ingest {
     }
 }
 
-/// Per topic-partition, the lowest offset not stored: Lambda resumes there. `None` when a failed record
+/// Every record not stored, by topic-partition and offset. AWS documents the Kafka partial batch response as
+/// letting Lambda "retry only the failed records", so each one is listed: naming only the lowest offset of a
+/// partition would acknowledge the failed records above it. (A mapping that resumes each partition at its
+/// lowest listed offset, as ours does, redelivers the same records either way.) `None` when a failed record
 /// has no offset to name (then only failing the whole invocation is safe).
 pub fn batch_item_failures(records: &[KafkaMessage], failures: &[Failure]) -> Option<Response> {
     let failed: std::collections::HashSet<&str> = failures.iter().map(|f| f.id.as_str()).collect();
-    let mut lowest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut unstored: BTreeMap<(String, i64), ()> = BTreeMap::new();
     for record in records {
         if !failed.contains(record.id().as_str()) {
             continue;
         }
         let offset = record.offset?;
-        let partition = format!("{}-{}", record.topic, record.partition);
-        let entry = lowest.entry(partition).or_insert(offset);
-        *entry = (*entry).min(offset);
+        unstored.insert((format!("{}-{}", record.topic, record.partition), offset), ());
     }
     Some(Response {
-        batch_item_failures: lowest
-            .into_iter()
+        batch_item_failures: unstored
+            .into_keys()
             .map(|(partition, offset)| BatchItemFailure {
                 item_identifier: ItemIdentifier { partition, offset },
             })
             .collect(),
     })
+}
+
+/// An event that is not a Kafka trigger event: still one summary line (nothing received), the error, and a count.
+fn rejected(error: EventError, started: Instant) -> IngestError {
+    emit(&InvocationSummary {
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..InvocationSummary::default()
+    });
+    tracing::error!(error = %error, "event rejected: not a Kafka trigger event");
+    metrics::counter!("EventsRejected").increment(1);
+    IngestError::NotKafka(error)
 }
 
 fn emit(summary: &InvocationSummary) {
@@ -295,8 +307,9 @@ pub async fn handle(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Respon
 /// runtime decode the records while it parses the event, instead of building the event's JSON tree first.
 pub async fn handle_trigger(ingest: &Ingest, event: LambdaEvent<KafkaTrigger>) -> Result<Response, IngestError> {
     let budget = budget_from(event.context.deadline, SystemTime::now());
+    let decoded = event.payload.0.map_err(|error| rejected(error, Instant::now()))?;
     ingest
-        .process_decoded(event.payload.0?, budget)
+        .process_decoded(decoded, budget)
         .await
         .map(|(response, _)| response)
 }
@@ -434,7 +447,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn in_report_mode_the_lowest_unstored_offset_of_each_partition_is_reported() {
+    async fn in_report_mode_every_unstored_record_is_reported() {
         let store = Arc::new(InMemoryStore::new());
         store.set_faults(Faults {
             down: true,
@@ -458,10 +471,46 @@ mod tests {
             serde_json::to_value(response).unwrap(),
             json!({"batchItemFailures": [
                 {"itemIdentifier": {"partition": "a-0", "offset": 7}},
+                {"itemIdentifier": {"partition": "a-0", "offset": 8}},
                 {"itemIdentifier": {"partition": "a-1", "offset": 3}},
                 {"itemIdentifier": {"partition": "b-c-2", "offset": 5}},
             ]})
         );
+    }
+
+    #[tokio::test]
+    async fn in_report_mode_a_stored_record_between_two_failed_ones_does_not_hide_the_second() {
+        // Offsets 8 and 10 need S3 (incompressible, over the item limit) and S3 is failing; 9 is stored. Naming
+        // only offset 8 would acknowledge 10 to a mapping that retries only the records listed.
+        let store = Arc::new(InMemoryStore::new());
+        store.set_faults(Faults {
+            fail_blob_puts: usize::MAX,
+            ..Faults::default()
+        });
+        let ingest = ingest_with(
+            &store,
+            &[
+                ("FAILURE_MODE", "report-batch-item-failures"),
+                ("PAYLOAD_BUCKET", "payloads"),
+                ("DEADLINE_MARGIN_MS", "0"),
+            ],
+        );
+        let big = shared::fixtures::noise(600_000);
+        let event = event(&[
+            ("a", 0, 8, Some(&big)),
+            ("a", 0, 9, Some(b"{}")),
+            ("a", 0, 10, Some(&big)),
+        ]);
+        let (response, summary) = ingest.process(&event, Duration::from_millis(300)).await.unwrap();
+        assert_eq!(summary.stored, 1, "{summary:?}");
+        assert_eq!(
+            serde_json::to_value(response).unwrap(),
+            json!({"batchItemFailures": [
+                {"itemIdentifier": {"partition": "a-0", "offset": 8}},
+                {"itemIdentifier": {"partition": "a-0", "offset": 10}},
+            ]})
+        );
+        assert_eq!(store.len(), 1);
     }
 
     #[tokio::test]
