@@ -277,7 +277,13 @@ async fn write_chunk(
             result.stored = total - result.failed.len();
             return result;
         }
-        let reason = match table.batch_put(sending).await {
+        // A request that hangs must not outlive the invocation: its items are then reported not stored (they
+        // may have been written; a redelivery overwrites them) while there is still time to say so.
+        let answer = match tokio::time::timeout_at(deadline, table.batch_put(sending)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(no_answer("BatchWriteItem")),
+        };
+        let reason = match answer {
             Ok(unprocessed) if unprocessed.is_empty() => {
                 result.stored = total - result.failed.len();
                 return result;
@@ -328,7 +334,17 @@ async fn write_chunk(
     }
 }
 
+/// The error of a request still unanswered at the deadline (transient: a redelivery may well succeed).
+fn no_answer(operation: &'static str) -> StoreError {
+    StoreError::new(
+        operation,
+        crate::store::Retry::Transient,
+        "no answer before the invocation's deadline",
+    )
+}
+
 /// Runs `operation` until it succeeds, fails permanently, or the next backoff would pass the deadline.
+/// Each attempt is cut off at the deadline.
 pub async fn retry<T, F, Fut>(
     backoff: Backoff,
     deadline: Instant,
@@ -341,7 +357,11 @@ where
 {
     let mut attempt = 0u32;
     loop {
-        match operation().await {
+        let answer = match tokio::time::timeout_at(deadline, operation()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(no_answer("request")),
+        };
+        match answer {
             Ok(value) => return Ok(value),
             Err(err) if !err.is_transient() => return Err(err.to_string()),
             Err(err) => {
@@ -446,5 +466,85 @@ mod tests {
             "{built_at_first_request} items built before the first request"
         );
         assert!(seen.iter().all(|(_, len)| *len <= MAX_BATCH_ITEMS));
+    }
+
+    fn prepared(n: usize) -> Vec<PreparedItem> {
+        (0..n)
+            .map(|i| {
+                let id = format!("t:0:{i}");
+                PreparedItem {
+                    item: Item::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(id.clone()))]),
+                    id,
+                    blobs: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// A table whose requests never get an answer (a hung connection, a black-holed endpoint).
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl BatchPut for Silent {
+        async fn batch_put(&self, _items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_that_never_answers_fails_its_records_at_the_deadline_with_why() {
+        let blobs = crate::memory::InMemoryStore::new();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        // Without the cut-off this never returns; the outer limit only turns that hang into a failure.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            write_all(prepared(60), &Silent, &blobs, None, WriteOptions::default(), deadline),
+        )
+        .await
+        .expect("write_all returns at the deadline");
+        assert_eq!(outcome.stored, 0);
+        assert_eq!(outcome.failed.len(), 60);
+        for failure in &outcome.failed {
+            assert!(
+                failure.reason.contains("no answer before the invocation's deadline"),
+                "{}",
+                failure.reason
+            );
+        }
+    }
+
+    /// A table that counts its requests in flight, and the most there ever were.
+    #[derive(Default)]
+    struct InFlight {
+        now: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BatchPut for InFlight {
+        async fn batch_put(&self, _items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+            use std::sync::atomic::Ordering;
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_run_concurrently_up_to_the_configured_bound() {
+        for concurrency in [1, 3, 8] {
+            let table = InFlight::default();
+            let blobs = crate::memory::InMemoryStore::new();
+            let options = WriteOptions {
+                concurrency,
+                ..WriteOptions::default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let outcome = write_all(prepared(25 * 20), &table, &blobs, None, options, deadline).await;
+            assert_eq!(outcome.stored, 500);
+            assert_eq!(table.most.load(std::sync::atomic::Ordering::SeqCst), concurrency);
+        }
     }
 }

@@ -27,15 +27,13 @@ async fn main() -> Result<(), Error> {
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
         .init()?;
-    let aws = aws_config::load_from_env().await;
-    // Retries are the writer's job (within the invocation's deadline), not the SDK's.
-    let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(&aws)
+    // Retries are the writer's job (within the invocation's deadline, each request cut off there), not the SDK's.
+    let aws = aws_config::load_from_env()
+        .await
+        .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
-    let table = DynamoStore::new(
-        aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
-        config.table.clone(),
-    );
+    let table = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table.clone());
     let blobs = S3Store::new(shared::store::s3_client(&aws));
     let ingest = Arc::new(Ingest::new(Arc::new(table), Arc::new(blobs), config));
     metrics_cloudwatch_embedded::lambda::service::run(
