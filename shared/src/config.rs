@@ -161,6 +161,9 @@ pub struct QueryConfig {
 }
 
 impl QueryConfig {
+    /// The variables this reads, for documentation and the template's check.
+    pub const VARIABLES: [&'static str; 3] = ["TABLE_NAME", "CURSOR_SECRET", "CURSOR_TTL_HOURS"];
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
@@ -195,6 +198,36 @@ mod tests {
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
+    }
+
+    /// The names a configuration asks its lookup for.
+    fn asked(read: impl Fn(&dyn Fn(&str) -> Option<String>)) -> Vec<String> {
+        let names = std::sync::Mutex::new(Vec::new());
+        read(&|name| {
+            names.lock().unwrap().push(name.to_owned());
+            (name == "TABLE_NAME").then(|| "t".to_owned())
+        });
+        let mut names = names.into_inner().unwrap();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn the_documented_variables_are_exactly_those_read() {
+        let sorted = |names: &[&str]| {
+            let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            names.sort();
+            names
+        };
+        let ingest = asked(|get| {
+            let _ = IngestConfig::from_lookup(get);
+        });
+        assert_eq!(ingest, sorted(&IngestConfig::VARIABLES));
+        let query = asked(|get| {
+            let _ = QueryConfig::from_lookup(get);
+        });
+        assert_eq!(query, sorted(&QueryConfig::VARIABLES));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use integration_tests::workspace_root;
 use serde_yaml::{Mapping, Value};
-use shared::config::IngestConfig;
+use shared::config::{IngestConfig, QueryConfig};
 
 fn template() -> Value {
     let path = workspace_root().join("infra/template.yaml");
@@ -286,24 +286,35 @@ fn every_function_runs_with_its_own_role_and_no_generated_policies() {
 }
 
 #[test]
-fn the_ingest_function_is_configured_only_with_variables_its_code_reads() {
+fn each_function_is_configured_only_with_variables_its_code_reads() {
     let template = template();
-    let (_, ingest) = resources_of_type(&template, "AWS::Serverless::Function")
-        .into_iter()
-        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == "ingest")
-        .expect("the template builds the ingest binary");
-    let variables = ingest["Properties"]["Environment"]["Variables"]
-        .as_mapping()
-        .expect("the ingest function has environment variables");
-    for name in variables.keys() {
-        let name = text(name, "variable name");
-        assert!(
-            IngestConfig::VARIABLES.contains(&name.as_str()) || name == "RUST_LOG",
-            "the ingest function does not read {name}"
-        );
-    }
-    for required in ["TABLE_NAME", "PAYLOAD_BUCKET", "FAILURE_MODE"] {
-        assert!(variables.contains_key(required), "the template sets {required}");
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    let cases: [(&str, &[&str], &[&str]); 2] = [
+        (
+            "ingest",
+            &IngestConfig::VARIABLES,
+            &["TABLE_NAME", "PAYLOAD_BUCKET", "FAILURE_MODE"],
+        ),
+        ("query", &QueryConfig::VARIABLES, &["TABLE_NAME", "CURSOR_SECRET"]),
+    ];
+    for (binary, reads, required) in cases {
+        let (_, function) = functions
+            .iter()
+            .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == binary)
+            .unwrap_or_else(|| panic!("the template builds the {binary} binary"));
+        let variables = function["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("the {binary} function has environment variables"));
+        for name in variables.keys() {
+            let name = text(name, "variable name");
+            assert!(
+                reads.contains(&name.as_str()) || name == "RUST_LOG",
+                "the {binary} function does not read {name}"
+            );
+        }
+        for name in required {
+            assert!(variables.contains_key(*name), "the template sets {name} for {binary}");
+        }
     }
 }
 
