@@ -1,13 +1,54 @@
 //! Bad input through the real ingest handler against a real moto server: malformed records are all stored
 //! (with warnings), and envelopes that are not Kafka events are rejected with a clear error. Nothing panics.
+//!
+//! Every case goes through both entry points: `Ingest::process` on a parsed event (what the local event source
+//! mapping calls) and `handle_trigger` on the event's bytes, decoded while the runtime deserializes them into
+//! `KafkaTrigger` (what the deployed function runs). Both must store the same items and give the same errors.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ingest::handler::IngestError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use ingest::handler::{handle_trigger, Ingest, IngestError, Response};
 use integration_tests::TestEnv;
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
+use shared::decode::KafkaTrigger;
 
 const BUDGET: Duration = Duration::from_secs(60);
+
+/// The deployed function's path: the event's bytes, as the Lambda runtime receives them, deserialized into
+/// `KafkaTrigger` (records decoded while parsed) and handed to `handle_trigger`.
+async fn through_runtime(ingest: &Ingest, event: &Value) -> Result<Response, IngestError> {
+    let bytes = serde_json::to_vec(event).expect("serializable");
+    let trigger: KafkaTrigger =
+        serde_json::from_slice(&bytes).expect("any JSON deserializes to a trigger or its error");
+    handle_trigger(ingest, LambdaEvent::new(trigger, Context::default())).await
+}
+
+/// Every item of the table by id, without the attributes that depend on when it was stored.
+async fn items_by_id(env: &TestEnv) -> BTreeMap<String, BTreeMap<String, AttributeValue>> {
+    let pages = env.scan(|s| s).await;
+    pages
+        .iter()
+        .flat_map(|page| page.items())
+        .map(|item| {
+            let mut item: BTreeMap<String, AttributeValue> = item.clone().into_iter().collect();
+            item.remove("received_at");
+            item.remove("expires_at");
+            // A record with no time of its own takes the time it was received, which differs between two runs.
+            let received = |v: &AttributeValue| v.as_s().is_ok_and(|w| w.contains("occurred_at is the receive time"));
+            if let Some(AttributeValue::L(warnings)) = item.get("warnings") {
+                if warnings.iter().any(received) {
+                    item.remove("occurred_at");
+                    item.remove("event_sk");
+                }
+            }
+            let id = item.get("id").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            (id, item)
+        })
+        .collect()
+}
 
 /// Malformed record entries, each distinct, each one record.
 fn malformed_records() -> Vec<Value> {
@@ -128,6 +169,22 @@ async fn every_malformed_record_is_stored_with_warnings_and_nothing_panics() {
     // Delivered again: still one item per record, even for those identified by digest.
     ingest.process(&event, BUDGET).await.unwrap();
     assert_eq!(env.count_items().await, count);
+
+    // The deployed function's path stores exactly the same items.
+    let runtime_env = TestEnv::new().await;
+    let response = through_runtime(&runtime_env.ingest(&[]), &event)
+        .await
+        .expect("a record's content never fails a batch");
+    assert!(response.batch_item_failures.is_empty());
+    let (parsed, streamed) = (items_by_id(&env).await, items_by_id(&runtime_env).await);
+    assert_eq!(streamed.len(), count);
+    for (id, item) in &parsed {
+        assert_eq!(
+            streamed.get(id),
+            Some(item),
+            "record {id} differs between the two entry points"
+        );
+    }
 }
 
 #[tokio::test]
@@ -148,6 +205,10 @@ async fn groups_that_are_not_arrays_and_odd_group_keys_are_still_stored() {
     assert_eq!(summary.records, 6);
     assert_eq!(summary.stored, 6);
     assert_eq!(env.count_items().await, 6);
+
+    let runtime_env = TestEnv::new().await;
+    through_runtime(&runtime_env.ingest(&[]), &event).await.unwrap();
+    assert_eq!(items_by_id(&runtime_env).await, items_by_id(&env).await);
 }
 
 #[tokio::test]
@@ -195,15 +256,23 @@ async fn envelopes_that_are_not_kafka_events_are_rejected_with_a_clear_error() {
             "no eventSource",
         ),
     ];
-    for (event, expected) in cases {
-        match ingest.process(&event, BUDGET).await {
-            Err(err @ IngestError::NotKafka(_)) => {
-                let message = err.to_string();
-                assert!(message.contains(expected), "{event}: {message}");
-                assert!(message.starts_with("not a Kafka trigger event"), "{message}");
-            }
-            other => panic!("{event} was not rejected: {other:?}"),
+    let check = |event: &Value, expected: &str, path: &str, result: Result<String, String>| match result {
+        Err(message) => {
+            assert!(message.contains(expected), "{path}: {event}: {message}");
+            assert!(message.starts_with("not a Kafka trigger event"), "{path}: {message}");
         }
+        Ok(other) => panic!("{path}: {event} was not rejected: {other}"),
+    };
+    let rejection = |result: Result<String, IngestError>| match result {
+        Err(err @ IngestError::NotKafka(_)) => Err(err.to_string()),
+        Err(other) => Ok(format!("another error: {other}")),
+        Ok(done) => Ok(done),
+    };
+    for (event, expected) in cases {
+        let parsed = ingest.process(&event, BUDGET).await.map(|r| format!("{:?}", r.0));
+        check(&event, expected, "parsed", rejection(parsed));
+        let streamed = through_runtime(&ingest, &event).await.map(|r| format!("{r:?}"));
+        check(&event, expected, "runtime", rejection(streamed));
     }
     assert_eq!(env.count_items().await, 0);
 }

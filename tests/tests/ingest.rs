@@ -200,3 +200,137 @@ async fn records_that_are_not_json_are_stored_as_they_came() {
     assert_eq!(item["payload"].as_b().unwrap().as_ref(), &[0xff, 0xfe, 0x00, 0x01]);
     assert_eq!(item["payload_format"].as_s().unwrap(), "binary");
 }
+
+/// The whole fixture corpus, as a trigger delivers it, through the handler into moto: every record is stored
+/// with the fields its file expects (the pure core's table-driven test checks the same corpus without I/O).
+#[tokio::test]
+async fn every_fixture_message_is_stored_through_the_handler_with_the_fields_it_expects() {
+    use std::collections::BTreeMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use base64::Engine as _;
+    use serde_json::{Map, Value};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/messages");
+    let messages = shared::fixtures::load_messages(&dir).expect("the corpus loads");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    // One invocation per topic-to-service map the fixtures ask for; each record as the trigger sends it.
+    let mut events: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    let mut expectations = Vec::new();
+    for message in &messages {
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&message.path).unwrap()).unwrap();
+        let partition = file["partition"].as_i64().unwrap();
+        let mut record = json!({
+            "topic": message.topic,
+            "partition": partition,
+            "offset": file["offset"],
+            "timestamp": file["timestamp"],
+            "timestampType": file.get("timestamp_type").cloned().unwrap_or(json!("CREATE_TIME")),
+            "key": message.key.as_deref().map(b64),
+            "value": message.value.as_deref().map(b64),
+            "headers": message.headers.iter().map(|(name, bytes)| {
+                json!({ name.clone(): bytes.iter().map(|b| *b as i8).collect::<Vec<_>>() })
+            }).collect::<Vec<_>>(),
+        });
+        for (name, value) in file["record_overrides"].as_object().into_iter().flatten() {
+            record[name] = value.clone();
+        }
+        let services = file["topic_services"].as_str().unwrap_or_default().to_owned();
+        let group = format!("{}-{partition}", message.topic);
+        let groups = events.entry(services).or_default();
+        groups
+            .entry(group)
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .unwrap()
+            .push(record);
+        let id = format!("{}:{partition}:{}", message.topic, file["offset"]);
+        expectations.push((message.path.clone(), id, file["expect"].clone()));
+    }
+
+    let env = TestEnv::new().await;
+    for (services, groups) in events {
+        let ingest = match services.as_str() {
+            "" => env.ingest(&[]),
+            map => env.ingest(&[("TOPIC_SERVICE_MAP", map)]),
+        };
+        let event = json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": groups});
+        let (response, summary) = ingest.process(&event, BUDGET).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(summary.stored, summary.records, "{summary:?}");
+    }
+    assert_eq!(env.count_items().await, messages.len());
+
+    let mut problems = Vec::new();
+    for (path, id, expect) in &expectations {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let item = env
+            .dynamodb
+            .get_item()
+            .table_name(&env.table)
+            .key("id", AttributeValue::S(id.clone()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_default();
+        if item.is_empty() {
+            problems.push(format!("{name}: {id} not stored"));
+            continue;
+        }
+        let text = |field: &str| item.get(field).and_then(|v| v.as_s().ok()).cloned();
+        for field in [
+            "event_type",
+            "correlation_id",
+            "order_id",
+            "customer_id",
+            "source_service",
+            "event_id",
+            "payload_format",
+        ] {
+            let expected = expect[field].as_str().map(str::to_owned);
+            if text(field) != expected {
+                problems.push(format!("{name}: {field} is {:?}, expected {expected:?}", text(field)));
+            }
+        }
+        // A record without a Kafka timestamp takes the time it was stored, which this run cannot know.
+        let occurred_at = expect["occurred_at"].as_str().unwrap_or_default();
+        if !occurred_at.starts_with("2030-01-01") && text("occurred_at").as_deref() != Some(occurred_at) {
+            problems.push(format!(
+                "{name}: occurred_at is {:?}, expected {occurred_at}",
+                text("occurred_at")
+            ));
+        }
+        let schema_id = item.get("schema_id").and_then(|v| v.as_n().ok()).cloned();
+        if schema_id != expect["schema_id"].as_i64().map(|n| n.to_string()) {
+            problems.push(format!(
+                "{name}: schema_id is {schema_id:?}, expected {}",
+                expect["schema_id"]
+            ));
+        }
+        let warnings: Vec<String> = match item.get("warnings") {
+            Some(AttributeValue::L(list)) => list.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+            Some(AttributeValue::Ss(list)) => list.clone(),
+            _ => Vec::new(),
+        };
+        let expected_warnings: Vec<&str> = expect["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if warnings.len() != expected_warnings.len()
+            || !expected_warnings
+                .iter()
+                .all(|part| warnings.iter().any(|w| w.contains(part)))
+        {
+            problems.push(format!("{name}: warnings {warnings:?}, expected {expected_warnings:?}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
