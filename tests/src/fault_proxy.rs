@@ -7,6 +7,7 @@
 //! DynamoDB keeps every write it acknowledged. (moto's own recorder was tried first: its threads interleave
 //! their lines in the recording file under concurrent writes, so acknowledged writes were lost on replay.)
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,21 @@ pub struct FaultCounts {
     pub throttled: AtomicU64,
     pub unprocessed_items: AtomicU64,
     pub server_errors: AtomicU64,
+    /// Every DynamoDB request that reached the proxy, by operation (the `X-Amz-Target` after its last `.`:
+    /// `Query`, `GetItem`, `Scan`...), whether it was forwarded or answered with an injected fault.
+    pub operations: Mutex<BTreeMap<String, u64>>,
+}
+
+impl FaultCounts {
+    /// How many `operation` requests reached the proxy.
+    pub fn operation(&self, operation: &str) -> u64 {
+        self.operations().get(operation).copied().unwrap_or(0)
+    }
+
+    /// A snapshot of the requests per DynamoDB operation so far.
+    pub fn operations(&self) -> BTreeMap<String, u64> {
+        self.operations.lock().map(|o| o.clone()).unwrap_or_default()
+    }
 }
 
 /// A request the server answered with success, as it was forwarded.
@@ -193,6 +209,11 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    if let Some((_, operation)) = target.rsplit_once('.') {
+        if let Ok(mut operations) = state.counts.operations.lock() {
+            *operations.entry(operation.to_owned()).or_default() += 1;
+        }
+    }
     let mut held_back: Option<(String, Vec<Value>)> = None;
     if target.ends_with(".BatchWriteItem") {
         state.counts.batch_calls.fetch_add(1, Ordering::Relaxed);

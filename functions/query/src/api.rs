@@ -100,7 +100,15 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed("this endpoint only answers GET".into())
 }
 
-#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, body = Health, description = "The service is up"),
+        (status = 500, body = crate::problem::Problem, content_type = "application/problem+json", description = "An internal error occurred; it has been logged"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json", description = "The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly"),
+    )
+)]
 async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -108,7 +116,15 @@ async fn health() -> Json<Health> {
     })
 }
 
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This API's OpenAPI 3.1 document", content_type = "application/json")))]
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, body = Object, content_type = "application/json", description = "This API's OpenAPI 3.1 document"),
+        (status = 500, body = crate::problem::Problem, content_type = "application/problem+json", description = "An internal error occurred; it has been logged"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json", description = "The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly"),
+    )
+)]
 async fn openapi_document() -> Response {
     (
         StatusCode::OK,
@@ -234,7 +250,9 @@ async fn read_page(state: &AppState, params: &ListParams) -> Result<(Vec<Summary
     ),
     responses(
         (status = 200, body = Page, description = "Summaries in event-time order"),
-        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The query is not valid (a missing or repeated id, a bad filter, page size or cursor); the detail says what is wrong"),
+        (status = 500, body = crate::problem::Problem, content_type = "application/problem+json", description = "An internal error occurred; it has been logged"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json", description = "The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly"),
     )
 )]
 async fn list_notifications(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Page>, ApiError> {
@@ -269,8 +287,10 @@ async fn fetch_blob(state: &AppState, pointer: &item::S3Pointer) -> Result<Vec<u
     params(("id" = String, Path, description = "The record id, `{topic}:{partition}:{offset}`")),
     responses(
         (status = 200, body = openapi::NotificationDetail, description = "The record with its payload"),
-        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The id or the query is not valid; the detail says what is wrong"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id"),
+        (status = 500, body = crate::problem::Problem, content_type = "application/problem+json", description = "An internal error occurred; it has been logged"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json", description = "The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly"),
     )
 )]
 async fn get_notification(
@@ -368,8 +388,10 @@ pub fn build_timeline(correlation_id: &str, items: Vec<Summary>, next_cursor: Op
     ),
     responses(
         (status = 200, body = Timeline, description = "The flow in event-time order, with the time between steps"),
-        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The correlation id, page size or cursor is not valid; the detail says what is wrong"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this correlation id"),
+        (status = 500, body = crate::problem::Problem, content_type = "application/problem+json", description = "An internal error occurred; it has been logged"),
+        (status = 503, body = crate::problem::Problem, content_type = "application/problem+json", description = "The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly"),
     )
 )]
 async fn timeline(

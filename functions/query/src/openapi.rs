@@ -69,3 +69,38 @@ pub fn document_json() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every answer the API can give is documented: each operation names its 500 and 503 as problem documents,
+    /// every response has the description OpenAPI requires, and every body has a schema.
+    #[test]
+    fn every_operation_documents_its_server_errors_and_every_response_is_described() {
+        let document: Value = serde_json::from_str(super::document_json()).unwrap();
+        let paths = document["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 5);
+        for (path, item) in paths {
+            let responses = item["get"]["responses"].as_object().unwrap();
+            for status in ["500", "503"] {
+                assert_eq!(
+                    responses[status]["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{path} {status}"
+                );
+            }
+            for (status, response) in responses {
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(!description.is_empty(), "{path} {status} has no description");
+                let content = response["content"].as_object().unwrap();
+                for (media, body) in content {
+                    assert!(body["schema"].is_object(), "{path} {status} {media} has no schema");
+                    if status.starts_with(['4', '5']) {
+                        assert_eq!(media, crate::problem::PROBLEM_JSON, "{path} {status}");
+                    }
+                }
+            }
+        }
+    }
+}
