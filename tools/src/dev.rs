@@ -173,12 +173,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     line(
         "mapping",
         format!(
-            "group {}, topics {}, {} records / {} ms per batch, from {:?}",
+            "group {}, topics {}, {} records / {} ms per batch, from {}",
             config.group_id,
             config.topics.join(","),
             config.batch_size,
             config.batching_window_ms,
-            config.starting_position
+            clap::ValueEnum::to_possible_value(&config.starting_position)
+                .map(|value| value.get_name().to_owned())
+                .unwrap_or_default()
         ),
     );
 
@@ -211,7 +213,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ),
     );
     println!(
-        "ready: send events with `cargo run -q --bin notifications -- produce --count 100`, \
+        "ready: send events with `cargo run -q --bin notifications -- produce --count 100 --bootstrap-servers {bootstrap}`, \
          then curl 'http://{}/notifications?order_id=ord-1-000001'",
         args.api_listen
     );

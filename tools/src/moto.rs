@@ -80,7 +80,15 @@ impl MotoServer {
 
     /// Stops the server and waits until its port is closed.
     pub fn stop(&mut self) {
+        let mut servers = Vec::new();
         if let Some(mut child) = self.child.take() {
+            // The wrapper's children: the moto process itself, which must be gone when this returns.
+            if let Ok(output) = Command::new("pgrep").args(["-P", &child.id().to_string()]).output() {
+                servers = String::from_utf8_lossy(&output.stdout)
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+            }
             let _ = Command::new("pkill")
                 .args(["-TERM", "-P", &child.id().to_string()])
                 .status();
@@ -88,7 +96,14 @@ impl MotoServer {
             let _ = child.wait();
         }
         let until = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < until && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+        // Running: not yet exited (a zombie waiting for its new parent to reap it has exited).
+        let running = |pid: &String| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+        };
+        while Instant::now() < until
+            && (std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() || servers.iter().any(running))
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
