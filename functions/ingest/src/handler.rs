@@ -284,9 +284,14 @@ fn emit(summary: &InvocationSummary) {
     metrics::histogram!("IngestDurationMs").record(summary.duration_ms as f64);
 }
 
-/// The time left until the runtime's deadline; [`DEFAULT_BUDGET`] when it gave none.
+/// The earliest value taken as a deadline (2001-01-01 in epoch milliseconds).
+const EARLIEST_DEADLINE_MS: u64 = 978_307_200_000;
+
+/// The time left until the runtime's deadline (epoch milliseconds); [`DEFAULT_BUDGET`] when it gave none, or a
+/// value that is not an epoch time: `cargo lambda watch` 1.9 sends a constant `600000` (a timeout, not a time),
+/// which read as a time in 1970 left no time at all and failed every invocation with records.
 pub fn budget_from(deadline_ms: u64, now: SystemTime) -> Duration {
-    if deadline_ms == 0 {
+    if deadline_ms < EARLIEST_DEADLINE_MS {
         return DEFAULT_BUDGET;
     }
     (SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms))
@@ -556,9 +561,12 @@ mod tests {
 
     #[test]
     fn the_budget_is_the_time_to_the_deadline() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        assert_eq!(budget_from(1_000_500, now), Duration::from_millis(500));
-        assert_eq!(budget_from(999_000, now), Duration::ZERO);
+        let now_ms: u64 = 1_795_000_000_000; // 2026-11
+        let now = SystemTime::UNIX_EPOCH + Duration::from_millis(now_ms);
+        assert_eq!(budget_from(now_ms + 500, now), Duration::from_millis(500));
+        assert_eq!(budget_from(now_ms - 1_000, now), Duration::ZERO);
         assert_eq!(budget_from(0, now), DEFAULT_BUDGET);
+        // Not an epoch time: what `cargo lambda watch` sends.
+        assert_eq!(budget_from(600_000, now), DEFAULT_BUDGET);
     }
 }
