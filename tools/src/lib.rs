@@ -21,6 +21,10 @@ pub fn init_logging() {
         )
         .with_target(false)
         .compact()
+        // Logs go to stderr, so that stdout carries only what a command prints for its user (dev's component
+        // lines, normalize's record); colours only on a terminal.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -39,20 +43,40 @@ pub struct InvokeArgs {
     pub timeout_seconds: u64,
 }
 
+/// The Lambda client of `--function-name`: the environment's region and credentials, and `endpoint` if given.
+/// A local Invoke API (`cargo lambda watch`, LocalStack) checks no signature, but the SDK signs every request and
+/// cannot without a region and credentials: with an endpoint, missing ones are replaced by a dummy region and
+/// dummy credentials (as `notifications dev` uses), instead of every invocation failing to sign.
+pub async fn lambda_client(aws: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_sdk_lambda::Client {
+    use aws_sdk_lambda::config::{Credentials, ProvideCredentials, Region};
+    // Retries are the mapping's job, with its backoff; an SDK retry of a failed invocation would invoke again.
+    let mut lambda =
+        aws_sdk_lambda::config::Builder::from(aws).retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(url) = endpoint {
+        lambda = lambda.endpoint_url(url);
+        if aws.region().is_none() {
+            lambda = lambda.region(Region::new("us-east-1"));
+        }
+        let credentials = match aws.credentials_provider() {
+            Some(provider) => provider.provide_credentials().await.map_err(|e| e.to_string()),
+            None => Err("no credentials provider".to_owned()),
+        };
+        if let Err(why) = credentials {
+            tracing::info!(%why, "no AWS credentials; signing the Invoke requests to {url} with dummy ones");
+            lambda = lambda.credentials_provider(Credentials::new("test", "test", None, None, "local"));
+        }
+    }
+    aws_sdk_lambda::Client::from_conf(lambda.build())
+}
+
 /// Runs the local event source mapping on its own until Ctrl-C or SIGTERM.
 pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::Result<()> {
     let aws = aws_config::load_from_env().await;
     let invoker: Arc<dyn esm::Invoke> = match &invoke.function_name {
-        Some(function) => {
-            let mut lambda = aws_sdk_lambda::config::Builder::from(&aws);
-            if let Some(url) = &invoke.lambda_endpoint {
-                lambda = lambda.endpoint_url(url);
-            }
-            Arc::new(esm::LambdaInvoke {
-                client: aws_sdk_lambda::Client::from_conf(lambda.build()),
-                function: function.clone(),
-            })
-        }
+        Some(function) => Arc::new(esm::LambdaInvoke {
+            client: lambda_client(&aws, invoke.lambda_endpoint.as_deref()).await,
+            function: function.clone(),
+        }),
         None => {
             let ingest_config = shared::config::IngestConfig::from_env()?;
             let table = shared::store::DynamoStore::new(aws::dynamodb_client(&aws), ingest_config.table.clone());
