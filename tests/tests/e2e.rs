@@ -4,15 +4,17 @@
 //! second tier).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Recording, TestKafka};
 use integration_tests::{unique, QueryServer, TestEnv};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tools::esm::{self, EsmConfig, InProcess, Invoke};
+use tools::esm::{self, EsmConfig, InProcess, Invocation, Invoke, StartingPosition};
 use tools::produce::{self, Outgoing};
 
 /// A running mapping of a test.
@@ -443,4 +445,409 @@ async fn the_whole_fixture_corpus_goes_through_kafka_and_is_found_with_the_right
             "{name}"
         );
     }
+}
+
+/// All ids in the table (a scan: tests only).
+async fn stored_ids(env: &TestEnv) -> Vec<String> {
+    let pages = env.scan(|s| s.projection_expression("id")).await;
+    pages
+        .iter()
+        .flat_map(|page| page.items())
+        .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
+}
+
+/// Sends `messages` (many in flight) and returns the item id of each, `topic:partition:offset`, in order.
+async fn send_tracked(kafka: &TestKafka, messages: &[Outgoing]) -> Vec<String> {
+    use futures::stream::{self, StreamExt};
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    let producer = &producer;
+    stream::iter(messages)
+        .map(|message| async move {
+            let (partition, offset) = produce::send(producer, message).await.expect("sent");
+            format!("{}:{partition}:{offset}", message.topic)
+        })
+        .buffered(64)
+        .collect()
+        .await
+}
+
+/// Sends one small JSON record to `partition` of `topic`; returns its item id.
+async fn send_to_partition(producer: &FutureProducer, topic: &str, partition: i32, value: &str) -> String {
+    let record: FutureRecord<'_, [u8], str> = FutureRecord::to(topic).partition(partition).payload(value);
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(err, _)| err)
+        .expect("sent");
+    format!("{topic}:{}:{}", delivery.partition, delivery.offset)
+}
+
+/// Waits until every id in `ids` is stored, or fails after `timeout`; returns how long it took.
+async fn wait_for_ids(env: &TestEnv, ids: &[String], timeout: Duration) -> Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        let stored: HashSet<String> = stored_ids(env).await.into_iter().collect();
+        let missing: Vec<&String> = ids.iter().filter(|id| !stored.contains(*id)).collect();
+        if missing.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{} of {} records not stored after {timeout:?}, e.g. {:?}",
+            missing.len(),
+            ids.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}
+
+/// One invocation as the function saw it: `(topic-partition, offset)` of each record, and what it answered.
+#[derive(Debug, Clone)]
+struct Call {
+    records: Vec<(String, i64)>,
+    outcome: Result<Invocation, String>,
+}
+
+/// Wraps an invoker and keeps every invocation, failed and partial ones included, in order.
+struct Observed {
+    inner: Arc<dyn Invoke>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Observed {
+    fn new(inner: Arc<dyn Invoke>) -> Arc<Observed> {
+        Arc::new(Observed {
+            inner,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Invoke for Observed {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+        let outcome = self.inner.invoke(event).await;
+        let mut records = Vec::new();
+        for (group, list) in event["records"].as_object().into_iter().flatten() {
+            for record in list.as_array().into_iter().flatten() {
+                records.push((group.clone(), record["offset"].as_i64().unwrap_or(-1)));
+            }
+        }
+        records.sort();
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(Call {
+                records,
+                outcome: outcome.clone(),
+            });
+        }
+        outcome
+    }
+}
+
+#[tokio::test]
+async fn a_pattern_subscription_captures_matching_topics_created_after_it_started_and_nothing_else() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let tag = unique("pat");
+    let pattern = format!("^{tag}.*");
+    let config = mapping_config(&kafka, &unique("group"), &[&pattern]);
+    assert_eq!(config.metadata_refresh_ms, 1_000);
+    // No topic matches yet: the mapping waits for one.
+    let mapping = Mapping::start(config, in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let first = format!("{tag}-first");
+    let unmatched = format!("not-{tag}");
+    let created = tokio::time::Instant::now();
+    kafka.create_topic(&first, 2).await;
+    kafka.create_topic(&unmatched, 2).await;
+    let first_ids = send_tracked(&kafka, &produce::generate(150, 51, Some(&first))).await;
+    let unmatched_ids = send_tracked(&kafka, &produce::generate(50, 52, Some(&unmatched))).await;
+    wait_for_ids(&env, &first_ids, Duration::from_secs(60)).await;
+    eprintln!(
+        "pattern {pattern}: a new matching topic captured {:?} after it was created ({})",
+        created.elapsed(),
+        kafka.describe()
+    );
+
+    // A second matching topic while the mapping already reads the first.
+    let second = format!("{tag}-second");
+    let created = tokio::time::Instant::now();
+    kafka.create_topic(&second, 1).await;
+    let second_ids = send_tracked(&kafka, &produce::generate(100, 53, Some(&second))).await;
+    wait_for_ids(&env, &second_ids, Duration::from_secs(60)).await;
+    eprintln!("and a second one {:?} after it was created", created.elapsed());
+    // The unmatched topic has existed as long as the first: a few more refreshes for it to show up if it would.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    mapping.stop().await;
+
+    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    assert!(
+        unmatched_ids.iter().all(|id| !stored.contains(id)),
+        "records of {unmatched}, which does not match {pattern}, were captured"
+    );
+    let expected: HashSet<String> = first_ids.iter().chain(&second_ids).cloned().collect();
+    assert_eq!(expected.len(), 250);
+    assert_eq!(
+        stored, expected,
+        "exactly the records of the matching topics are stored"
+    );
+}
+
+#[tokio::test]
+async fn by_default_every_topic_but_internal_ones_is_captured_and_a_new_topic_within_seconds() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    // The product's defaults: every topic but Kafka's internal ones, from the oldest record, the default
+    // metadata refresh.
+    let mut config = EsmConfig::new(&kafka.bootstrap);
+    config.group_id = unique("group");
+    assert_eq!(config.topics, [esm::ALL_TOPICS]);
+    assert_eq!(config.starting_position, StartingPosition::TrimHorizon);
+    let mapping = Mapping::start(config, in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let visible = unique("visible");
+    let internal = unique("_internal");
+    let created = tokio::time::Instant::now();
+    kafka.create_topic(&visible, 2).await;
+    kafka.create_topic(&internal, 2).await;
+    let internal_ids = send_tracked(&kafka, &produce::generate(60, 61, Some(&internal))).await;
+    let visible_ids = send_tracked(&kafka, &produce::generate(120, 62, Some(&visible))).await;
+    // An external broker also holds the other tests' topics, which this mapping reads as well: more time.
+    wait_for_ids(&env, &visible_ids, Duration::from_secs(90)).await;
+    eprintln!(
+        "default subscription: a new topic captured {:?} after it was created ({})",
+        created.elapsed(),
+        kafka.describe()
+    );
+    // A few more metadata refreshes (2 s by default) for the internal-looking topic to show up if it would.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    mapping.stop().await;
+
+    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    assert!(
+        internal_ids.iter().all(|id| !stored.contains(id)),
+        "records of the internal-looking topic {internal} were captured"
+    );
+    let underscored: Vec<&String> = stored.iter().filter(|id| id.starts_with('_')).collect();
+    assert!(
+        underscored.is_empty(),
+        "topics starting with _ were captured: {underscored:?}"
+    );
+    if kafka.describe().starts_with("embedded") {
+        // The cluster is this test's own: nothing else is there to capture.
+        let expected: HashSet<String> = visible_ids.iter().cloned().collect();
+        assert_eq!(stored, expected);
+    }
+}
+
+#[tokio::test]
+async fn starting_at_latest_skips_what_was_produced_before_the_group_started() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let topic = unique("latest");
+    let partitions = 2;
+    kafka.create_topic(&topic, partitions).await;
+    let before = send_tracked(&kafka, &produce::generate(60, 71, Some(&topic))).await;
+
+    let mut config = mapping_config(&kafka, &unique("group"), &[&topic]);
+    config.starting_position = StartingPosition::Latest;
+    let mapping = Mapping::start(config, in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    // Records produced before the group has its partitions and their latest offsets are skipped too: probe
+    // each partition until one of its probes is stored, then the group reads from there on.
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    let mut probes: Vec<String> = Vec::new();
+    let mut ready: HashSet<i32> = HashSet::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ready.len() < partitions as usize {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the group never started reading {topic}"
+        );
+        for partition in 0..partitions {
+            if !ready.contains(&partition) {
+                let probe = json!({"eventType": "Probe", "partition": partition}).to_string();
+                probes.push(send_to_partition(&producer, &topic, partition, &probe).await);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+        for partition in 0..partitions {
+            let prefix = format!("{topic}:{partition}:");
+            if probes.iter().any(|p| p.starts_with(&prefix) && stored.contains(p)) {
+                ready.insert(partition);
+            }
+        }
+    }
+    let after = send_tracked(&kafka, &produce::generate(100, 72, Some(&topic))).await;
+    wait_for_ids(&env, &after, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    mapping.stop().await;
+
+    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    let early: Vec<&String> = before.iter().filter(|id| stored.contains(*id)).collect();
+    assert!(
+        early.is_empty(),
+        "{} records produced before the group started were delivered, e.g. {:?}",
+        early.len(),
+        &early[..early.len().min(5)]
+    );
+    let known: HashSet<&String> = after.iter().chain(&probes).collect();
+    let strays: Vec<&String> = stored.iter().filter(|id| !known.contains(id)).collect();
+    assert!(strays.is_empty(), "unexpected items: {strays:?}");
+    assert!(after.iter().all(|id| stored.contains(id)));
+}
+
+#[tokio::test]
+async fn no_invocation_carries_more_records_than_the_batch_size() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let topic = unique("batch");
+    kafka.create_topic(&topic, 3).await;
+    // A backlog, so that batches fill up, then more while the mapping reads.
+    let mut ids = send_tracked(&kafka, &produce::generate(250, 81, Some(&topic))).await;
+    let observed = Observed::new(in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    let mut config = mapping_config(&kafka, &unique("group"), &[&topic]);
+    config.batch_size = 7;
+    let mapping = Mapping::start(config, observed.clone());
+    ids.extend(send_tracked(&kafka, &produce::generate(100, 82, Some(&topic))).await);
+    wait_for_ids(&env, &ids, Duration::from_secs(90)).await;
+    mapping.stop().await;
+
+    let calls = observed.calls();
+    let largest = calls.iter().map(|c| c.records.len()).max().unwrap_or(0);
+    let oversized: Vec<usize> = calls.iter().map(|c| c.records.len()).filter(|n| *n > 7).collect();
+    assert!(
+        oversized.is_empty(),
+        "invocations over the batch size of 7: {oversized:?}"
+    );
+    assert_eq!(largest, 7, "the backlog filled batches up to the batch size");
+    let delivered: HashSet<(String, i64)> = calls.iter().flat_map(|c| c.records.clone()).collect();
+    assert_eq!(delivered.len(), ids.len(), "every record was delivered");
+    assert_eq!(env.count_items().await, ids.len());
+    eprintln!("{} records in {} invocations of at most 7", ids.len(), calls.len());
+}
+
+#[tokio::test]
+async fn partial_batch_responses_end_with_every_record_stored_once_and_committed() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let proxy = fault_proxy::start(
+        &env.endpoint,
+        FaultPlan {
+            throttle: 0.6,
+            unprocess: 0.3,
+            server_error: 0.05,
+            seed: 9,
+        },
+    )
+    .await;
+    let topic = unique("partial");
+    let partitions = 3;
+    kafka.create_topic(&topic, partitions).await;
+    let ids = send_tracked(&kafka, &produce::generate(300, 91, Some(&topic))).await;
+
+    // Little time per invocation: under the faults, many end with records unstored and say which.
+    let ingest = env.ingest_via(
+        &proxy.endpoint,
+        &[
+            ("FAILURE_MODE", "report-batch-item-failures"),
+            ("DEADLINE_MARGIN_MS", "100"),
+        ],
+    );
+    let observed = Observed::new(Arc::new(InProcess {
+        ingest: Arc::new(ingest),
+        timeout: Duration::from_millis(500),
+    }));
+    let group = unique("group");
+    let mut config = mapping_config(&kafka, &group, &[&topic]);
+    config.batch_size = 25;
+    let (stop, stopping) = watch::channel(false);
+    let progress = Arc::new(AtomicU64::new(0));
+    let task = {
+        let (progress, observed) = (progress.clone(), observed.clone());
+        tokio::spawn(async move {
+            let report = move |p: &esm::Progress| progress.store(p.records, Ordering::SeqCst);
+            esm::run(&config, observed.as_ref(), stopping, &report).await
+        })
+    };
+    let took = wait_for_ids(&env, &ids, Duration::from_secs(120)).await;
+    eprintln!("all {} records stored after {took:?}", ids.len());
+    // Every batch finished (and committed) before stopping: a retry may still run after the last record stored.
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::SeqCst) < ids.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the mapping never finished its batches"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(true);
+    task.await.expect("mapping task").expect("mapping ran");
+
+    let calls = observed.calls();
+    let partial = calls
+        .iter()
+        .filter(|c| matches!(c.outcome, Ok(Invocation::Partial(_))))
+        .count();
+    eprintln!(
+        "{} invocations, {partial} partial; {} throttled and {} unprocessed items injected",
+        calls.len(),
+        proxy.counts.throttled.load(Ordering::Relaxed),
+        proxy.counts.unprocessed_items.load(Ordering::Relaxed)
+    );
+    assert!(partial > 0, "no invocation answered a partial batch response");
+    // After a partial response exactly the listed partitions come again, from the listed offset on.
+    for pair in calls.windows(2) {
+        if let Ok(Invocation::Partial(failures)) = &pair[0].outcome {
+            let again: Vec<(String, i64)> = pair[0]
+                .records
+                .iter()
+                .filter(|(group, offset)| failures.iter().any(|(g, from)| g == group && offset >= from))
+                .cloned()
+                .collect();
+            assert_eq!(pair[1].records, again, "the retry after {failures:?}");
+        }
+    }
+    let stored = stored_ids(&env).await;
+    let distinct: HashSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "an id stored twice");
+    let expected: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct, expected, "every record stored, nothing else");
+    assert_eq!(env.count_items().await, ids.len());
+    let committed = kafka.committed(&group, &topic, partitions);
+    assert_eq!(committed.values().sum::<i64>(), ids.len() as i64, "{committed:?}");
+
+    // A new member of the group resumes at the committed offsets: only what is produced now comes.
+    let again = Observed::new(in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    let mapping = Mapping::start(mapping_config(&kafka, &group, &[&topic]), again.clone());
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    let mut fresh = Vec::new();
+    for partition in 0..partitions {
+        let value = json!({"eventType": "AfterRestart", "partition": partition}).to_string();
+        fresh.push(send_to_partition(&producer, &topic, partition, &value).await);
+    }
+    let took = wait_for_ids(&env, &fresh, Duration::from_secs(60)).await;
+    eprintln!("the new member delivered the new records after {took:?}");
+    mapping.stop().await;
+    let redelivered: Vec<(String, i64)> = again.calls().into_iter().flat_map(|c| c.records).collect();
+    let fresh_records: HashSet<(String, i64)> = fresh
+        .iter()
+        .map(|id| {
+            let (rest, offset) = id.rsplit_once(':').unwrap();
+            let (topic, partition) = rest.rsplit_once(':').unwrap();
+            (format!("{topic}-{partition}"), offset.parse().unwrap())
+        })
+        .collect();
+    assert!(
+        redelivered.iter().all(|r| fresh_records.contains(r)),
+        "the new member got records already committed: {redelivered:?}"
+    );
 }
