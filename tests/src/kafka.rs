@@ -12,7 +12,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-use tools::esm::{Invocation, Invoke};
+use tokio::sync::watch;
+use tools::esm::{self, EsmConfig, Invocation, Invoke};
 use tools::kafka::EmbeddedKafka;
 
 /// The broker a test talks to.
@@ -187,5 +188,25 @@ impl Invoke for Recording {
             }
         }
         result
+    }
+}
+
+/// A running local event source mapping of a test, stopped gracefully by [`Mapping::stop`].
+pub struct Mapping {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<esm::Progress>>,
+}
+
+impl Mapping {
+    pub fn start(config: EsmConfig, invoker: Arc<dyn Invoke>) -> Mapping {
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(async move { esm::run(&config, invoker.as_ref(), stopping, &|_| {}).await });
+        Mapping { stop, task }
+    }
+
+    /// Asks it to stop (it finishes or abandons the batch in hand) and returns what it did.
+    pub async fn stop(self) -> esm::Progress {
+        let _ = self.stop.send(true);
+        self.task.await.expect("mapping task").expect("mapping ran")
     }
 }

@@ -148,6 +148,16 @@ impl TestEnv {
         }
     }
 
+    /// Every id in the table, repeats included (a scan: tests only).
+    pub async fn stored_ids(&self) -> Vec<String> {
+        let pages = self.scan(|s| s.projection_expression("id")).await;
+        pages
+            .iter()
+            .flat_map(|page| page.items())
+            .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
+            .collect()
+    }
+
     /// How many items the table holds (a scan: tests only).
     pub async fn count_items(&self) -> usize {
         let pages = self.scan(|s| s.select(aws_sdk_dynamodb::types::Select::Count)).await;

@@ -9,32 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::kafka::{Recording, TestKafka};
+use integration_tests::kafka::{Mapping, Recording, TestKafka};
 use integration_tests::{unique, QueryServer, TestEnv};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tools::esm::{self, EsmConfig, InProcess, Invocation, Invoke, StartingPosition};
 use tools::produce::{self, Outgoing};
-
-/// A running mapping of a test.
-struct Mapping {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<esm::Progress>>,
-}
-
-impl Mapping {
-    fn start(config: EsmConfig, invoker: Arc<dyn Invoke>) -> Mapping {
-        let (stop, stopping) = watch::channel(false);
-        let task = tokio::spawn(async move { esm::run(&config, invoker.as_ref(), stopping, &|_| {}).await });
-        Mapping { stop, task }
-    }
-
-    async fn stop(self) -> esm::Progress {
-        let _ = self.stop.send(true);
-        self.task.await.expect("mapping task").expect("mapping ran")
-    }
-}
 
 fn mapping_config(kafka: &TestKafka, group: &str, topics: &[&str]) -> EsmConfig {
     let mut config = EsmConfig::new(&kafka.bootstrap);
@@ -447,16 +428,6 @@ async fn the_whole_fixture_corpus_goes_through_kafka_and_is_found_with_the_right
     }
 }
 
-/// All ids in the table (a scan: tests only).
-async fn stored_ids(env: &TestEnv) -> Vec<String> {
-    let pages = env.scan(|s| s.projection_expression("id")).await;
-    pages
-        .iter()
-        .flat_map(|page| page.items())
-        .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
-        .collect()
-}
-
 /// Sends `messages` (many in flight) and returns the item id of each, `topic:partition:offset`, in order.
 async fn send_tracked(kafka: &TestKafka, messages: &[Outgoing]) -> Vec<String> {
     use futures::stream::{self, StreamExt};
@@ -487,7 +458,7 @@ async fn send_to_partition(producer: &FutureProducer, topic: &str, partition: i3
 async fn wait_for_ids(env: &TestEnv, ids: &[String], timeout: Duration) -> Duration {
     let started = tokio::time::Instant::now();
     loop {
-        let stored: HashSet<String> = stored_ids(env).await.into_iter().collect();
+        let stored: HashSet<String> = env.stored_ids().await.into_iter().collect();
         let missing: Vec<&String> = ids.iter().filter(|id| !stored.contains(*id)).collect();
         if missing.is_empty() {
             return started.elapsed();
@@ -587,7 +558,7 @@ async fn a_pattern_subscription_captures_matching_topics_created_after_it_starte
     tokio::time::sleep(Duration::from_secs(3)).await;
     mapping.stop().await;
 
-    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    let stored: HashSet<String> = env.stored_ids().await.into_iter().collect();
     assert!(
         unmatched_ids.iter().all(|id| !stored.contains(id)),
         "records of {unmatched}, which does not match {pattern}, were captured"
@@ -631,7 +602,7 @@ async fn by_default_every_topic_but_internal_ones_is_captured_and_a_new_topic_wi
     tokio::time::sleep(Duration::from_secs(5)).await;
     mapping.stop().await;
 
-    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    let stored: HashSet<String> = env.stored_ids().await.into_iter().collect();
     assert!(
         internal_ids.iter().all(|id| !stored.contains(id)),
         "records of the internal-looking topic {internal} were captured"
@@ -678,7 +649,7 @@ async fn starting_at_latest_skips_what_was_produced_before_the_group_started() {
             }
         }
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+        let stored: HashSet<String> = env.stored_ids().await.into_iter().collect();
         for partition in 0..partitions {
             let prefix = format!("{topic}:{partition}:");
             if probes.iter().any(|p| p.starts_with(&prefix) && stored.contains(p)) {
@@ -691,7 +662,7 @@ async fn starting_at_latest_skips_what_was_produced_before_the_group_started() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     mapping.stop().await;
 
-    let stored: HashSet<String> = stored_ids(&env).await.into_iter().collect();
+    let stored: HashSet<String> = env.stored_ids().await.into_iter().collect();
     let early: Vec<&String> = before.iter().filter(|id| stored.contains(*id)).collect();
     assert!(
         early.is_empty(),
@@ -816,7 +787,7 @@ async fn partial_batch_responses_end_with_every_record_stored_once_and_committed
             assert_eq!(pair[1].records, again, "the retry after {failures:?}");
         }
     }
-    let stored = stored_ids(&env).await;
+    let stored = env.stored_ids().await;
     let distinct: HashSet<&String> = stored.iter().collect();
     assert_eq!(distinct.len(), stored.len(), "an id stored twice");
     let expected: HashSet<&String> = ids.iter().collect();

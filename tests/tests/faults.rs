@@ -91,16 +91,6 @@ fn distinct_delivered(recording: &Recording) -> usize {
         .len()
 }
 
-/// All ids in the table (a scan: tests only).
-async fn stored_ids(env: &TestEnv) -> Vec<String> {
-    let pages = env.scan(|s| s.projection_expression("id")).await;
-    pages
-        .iter()
-        .flat_map(|page| page.items())
-        .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
-        .collect()
-}
-
 #[tokio::test]
 async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipeline() {
     let records: usize = std::env::var("FAULT_RECORDS")
@@ -209,7 +199,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     let _ = stop.send(true);
     let _ = third.await;
 
-    let ids = stored_ids(&env).await;
+    let ids = env.stored_ids().await;
     let stored = ids.len();
     let unique_ids: HashSet<&String> = ids.iter().collect();
     let expected: HashSet<String> = recording

@@ -21,11 +21,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::kafka::{Recording, TestKafka};
+use integration_tests::kafka::{Mapping, Recording, TestKafka};
 use integration_tests::{free_port, unique, workspace_root, TestEnv};
 use serde_json::Value;
-use tokio::sync::watch;
-use tools::esm::{self, EsmConfig, Invocation, Invoke, LambdaInvoke};
+use tools::esm::{EsmConfig, Invocation, Invoke, LambdaInvoke};
 use tools::produce::{self, Outgoing};
 
 /// The function `cargo lambda watch` serves: the binary's name.
@@ -289,25 +288,6 @@ impl Invoke for Errors {
     }
 }
 
-/// A running mapping of a test.
-struct Mapping {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<esm::Progress>>,
-}
-
-impl Mapping {
-    fn start(config: EsmConfig, invoker: Arc<dyn Invoke>) -> Mapping {
-        let (stop, stopping) = watch::channel(false);
-        let task = tokio::spawn(async move { esm::run(&config, invoker.as_ref(), stopping, &|_| {}).await });
-        Mapping { stop, task }
-    }
-
-    async fn stop(self) -> esm::Progress {
-        let _ = self.stop.send(true);
-        self.task.await.expect("mapping task").expect("mapping ran")
-    }
-}
-
 fn mapping_config(kafka: &TestKafka, group: &str, topics: &[String]) -> EsmConfig {
     let mut config = EsmConfig::new(&kafka.bootstrap);
     config.group_id = group.to_owned();
@@ -327,16 +307,6 @@ async fn send(kafka: &TestKafka, messages: &[Outgoing]) -> Vec<String> {
         ids.push(format!("{}:{partition}:{offset}", message.topic));
     }
     ids
-}
-
-/// The ids of every item in the table, each as often as it is stored.
-async fn stored_ids(env: &TestEnv) -> Vec<String> {
-    let pages = env.scan(|scan| scan.projection_expression("id")).await;
-    pages
-        .iter()
-        .flat_map(|page| page.items().iter())
-        .filter_map(|item| item.get("id").and_then(|v| v.as_s().ok()).cloned())
-        .collect()
 }
 
 /// Waits until the table holds `count` items, or fails after `timeout`, or as soon as more than `failures_allowed`
@@ -461,7 +431,7 @@ async fn every_record_goes_through_the_invoke_api_of_cargo_lambda_watch_and_is_s
         expected,
         "every record was delivered"
     );
-    let stored = stored_ids(&env).await;
+    let stored = env.stored_ids().await;
     assert_eq!(stored.len(), sent.len(), "exactly one item per record");
     assert_eq!(
         stored.into_iter().collect::<BTreeSet<_>>(),
@@ -562,7 +532,7 @@ async fn while_the_functions_dynamodb_is_down_invocations_fail_offsets_stay_and_
     mapping.stop().await;
     let failed = recording.failed_invocations();
     let expected: BTreeSet<String> = before.iter().chain(&during).cloned().collect();
-    let stored = stored_ids(&env).await;
+    let stored = env.stored_ids().await;
     assert_eq!(stored.len(), expected.len(), "exactly one item per record");
     assert_eq!(stored.into_iter().collect::<BTreeSet<_>>(), expected);
     assert_eq!(committed_total(&kafka, &group, &topics), expected.len() as i64);
