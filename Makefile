@@ -69,7 +69,8 @@ api-fuzz: ## schemathesis against the OpenAPI document on a local stack (API_FUZ
 .PHONY: fuzz
 fuzz: ## Fuzz FUZZ_TARGET (normalize: decode + normalize; http: the query router) for FUZZ_SECONDS (default 60)
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $${FUZZ_TARGET:-normalize} -- -max_total_time=$${FUZZ_SECONDS:-60}
+	cd fuzz && t=$${FUZZ_TARGET:-normalize} && mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} -dict=$$t.dict
 
 .PHONY: clean
 clean: ## Remove build output and the virtualenvs
