@@ -112,7 +112,11 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     .await;
     let env = TestEnv::on(&proxy.endpoint).await;
     let topic = unique("faults");
-    kafka.create_topic(&topic, 4).await;
+    // Enough partitions that no partition holds more than ~4,000 records (~2.5 MB): the embedded mock cluster
+    // keeps at most 5 MB per partition and deletes the oldest records beyond that, as retention would, so at
+    // 100,000 records on 4 partitions the broker itself dropped records before the mapping could read them.
+    let partitions = (records / 4_000).max(4) as i32;
+    kafka.create_topic(&topic, partitions).await;
     let messages = produce::generate(records, 77, Some(&topic));
     let bootstrap = kafka.bootstrap.clone();
     let producing = tokio::spawn(async move {
