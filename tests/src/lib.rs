@@ -198,8 +198,8 @@ impl QueryServer {
         }
     }
 
-    /// GETs `path_and_query`; returns status, content type and JSON body.
-    pub async fn get(&self, path_and_query: &str) -> (u16, String, serde_json::Value) {
+    /// GETs `path_and_query`; returns status, content type and the body as sent.
+    pub async fn get_text(&self, path_and_query: &str) -> (u16, String, String) {
         let response = self
             .client
             .get(format!("{}{path_and_query}", self.base))
@@ -213,8 +213,13 @@ impl QueryServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = response.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, content_type, response.text().await.expect("body"))
+    }
+
+    /// GETs `path_and_query`; returns status, content type and JSON body.
+    pub async fn get(&self, path_and_query: &str) -> (u16, String, serde_json::Value) {
+        let (status, content_type, text) = self.get_text(path_and_query).await;
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
         (status, content_type, body)
     }
 }

@@ -68,20 +68,7 @@ impl Contract {
 
     /// GETs and checks the answer against the document; returns the status and the body as sent.
     async fn get_text(&self, server: &QueryServer, template: &str, path: &str) -> (u16, String) {
-        let response = server
-            .client
-            .get(format!("{}{path}", server.base))
-            .send()
-            .await
-            .expect("request");
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = response.text().await.expect("body");
+        let (status, content_type, text) = server.get_text(path).await;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         self.check(template, status, &content_type, &body);
         if status >= 400 {
