@@ -476,3 +476,84 @@ fn a_fixture_that_expects_the_wrong_record_is_caught() {
     case.expected_payload = Some(Some(b"other bytes".to_vec()));
     assert!(!check_payload(&case).is_empty());
 }
+
+/// The items the corpus gave before the store moved behind domain ports (issue 12), in DynamoDB JSON: every
+/// attribute's type and value, a large binary one by its length and SHA-256, and the S3 objects each item needs.
+/// Recorded by `RECORD_GOLDEN_ITEMS=1 cargo test -p notifications-shared --test fixtures golden`.
+const GOLDEN_ITEMS: &str = "../fixtures/items.json";
+
+fn attribute_json(value: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use sha2::Digest as _;
+    match value {
+        A::S(text) => json!({ "S": text }),
+        A::N(number) => json!({ "N": number }),
+        A::B(blob) if blob.as_ref().len() <= 256 => json!({ "B": b64(blob.as_ref()) }),
+        A::B(blob) => json!({ "B": {
+            "len": blob.as_ref().len(),
+            "sha256": hex::encode(sha2::Sha256::digest(blob.as_ref())),
+        }}),
+        A::L(list) => json!({ "L": list.iter().map(attribute_json).collect::<Vec<_>>() }),
+        A::M(map) => json!({ "M": map
+            .iter()
+            .map(|(k, v)| (k.clone(), attribute_json(v)))
+            .collect::<BTreeMap<_, _>>() }),
+        A::Bool(flag) => json!({ "BOOL": flag }),
+        A::Null(_) => json!({ "NULL": true }),
+        other => json!({ "unexpected": format!("{other:?}") }),
+    }
+}
+
+fn golden_of(case: &Case) -> Value {
+    use sha2::Digest as _;
+    let layout = Layout {
+        bucket: Some("payloads-bucket".into()),
+        retention_seconds: Some(30 * 86_400),
+        ..Layout::default()
+    };
+    match item::prepare(&case.notification, &layout, 1_893_456_000) {
+        Err(e) => json!({ "error": e.to_string() }),
+        Ok(prepared) => json!({
+            "item": prepared
+                .item
+                .iter()
+                .map(|(k, v)| (k.clone(), attribute_json(v)))
+                .collect::<BTreeMap<_, _>>(),
+            "objects": prepared
+                .blobs
+                .iter()
+                .map(|blob| json!({
+                    "key": blob.key,
+                    "len": blob.bytes.len(),
+                    "sha256": blob.sha256,
+                    "content_sha256": hex::encode(sha2::Sha256::digest(&blob.bytes)),
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
+#[test]
+fn every_fixture_gives_the_item_recorded_before_the_domain_ports_change() {
+    let mut actual = BTreeMap::new();
+    for path in fixture_paths() {
+        let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let case = load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        actual.insert(name, golden_of(&case));
+    }
+    let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN_ITEMS);
+    if std::env::var_os("RECORD_GOLDEN_ITEMS").is_some() {
+        let text = serde_json::to_string_pretty(&actual).expect("items serialize") + "\n";
+        std::fs::write(&golden_path, text).expect("the golden file is writable");
+    }
+    let recorded: BTreeMap<String, Value> =
+        serde_json::from_str(&std::fs::read_to_string(&golden_path).expect("fixtures/items.json exists"))
+            .expect("fixtures/items.json is JSON");
+    assert_eq!(recorded.len(), actual.len(), "fixtures added or removed: record again");
+    let differing: Vec<String> = actual
+        .iter()
+        .filter(|(name, item)| recorded.get(*name) != Some(*item))
+        .map(|(name, item)| format!("{name}: now {item}\n  was {}", recorded.get(name).unwrap_or(&Value::Null)))
+        .collect();
+    assert!(differing.is_empty(), "{} items changed:\n{}", differing.len(), differing.join("\n"));
+}
