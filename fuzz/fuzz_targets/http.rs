@@ -1,4 +1,4 @@
-//! Feeds arbitrary bytes to the query API as HTTP requests: the real router (`query::api::router`) over the
+//! Feeds arbitrary bytes to the query API as HTTP requests: the real router (`query::routes::router`) over the
 //! in-memory store double holding a few records, on one current-thread runtime. The same contract as
 //! `functions/query/tests/http_fuzz.rs`, from bytes instead of proptest strategies: no request may make the
 //! router panic or answer 5xx, every error is an `application/problem+json` document whose `status` is the HTTP
@@ -34,11 +34,9 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use shared::item::{prepare, Layout};
-use shared::memory::InMemoryStore;
+use shared::memory::{sample_records, InMemoryStore};
 use shared::model::KafkaMessage;
 use shared::normalize::{normalize, Context, TopicServiceMap};
-use shared::store::{BatchPut, BlobPut};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -68,28 +66,20 @@ fn message(topic: &str, offset: i64, value: Option<Vec<u8>>, headers: Vec<(&str,
     }
 }
 
-/// The records: 30 like http_fuzz.rs (`t:0:0` to `t:0:29`, order ids `o-0` to `o-3`, correlation ids `k-0` and
-/// `k-1`, customer `c-1`), and a few in topic `orders` laid out every way an item can hold its payload:
-/// `orders:0:0` zstd-compressed, `orders:0:1` in S3, `orders:0:2` not UTF-8, `orders:0:3` a tombstone,
-/// `orders:0:4` ids with spaces, slashes and `%`, `orders:0:5` key and headers too large for the item (in S3).
-fn seed(store: &InMemoryStore, runtime: &Runtime) {
+/// The records: the 30 of http_fuzz.rs (`shared::memory::sample_records`: `t:0:0` to `t:0:29`, order ids `o-0`
+/// to `o-3`, correlation ids `k-0` and `k-1`, customer `c-1`), and a few in topic `orders` of every kind of
+/// payload: `orders:0:0` large, `orders:0:1` large and incompressible, `orders:0:2` not UTF-8, `orders:0:3` a
+/// tombstone, `orders:0:4` ids with spaces, slashes and `%`, `orders:0:5` a large header.
+fn seed(store: &InMemoryStore) {
     let services = TopicServiceMap::parse("t=order-service,orders=payment-service").unwrap_or_default();
     let context = Context {
         received_at: chrono::DateTime::from_timestamp(1_700_000_100, 0).unwrap_or_default(),
         topic_services: &services,
     };
-    let mut messages: Vec<KafkaMessage> = (0..30i64)
-        .map(|offset| {
-            let value = format!(
-                r#"{{"eventType":"E{}","orderId":"o-{}","customerId":"c-1","correlationId":"k-{}","time":{}}}"#,
-                offset % 3,
-                offset % 4,
-                offset % 2,
-                1_700_000_000 + offset
-            );
-            message("t", offset, Some(value.into_bytes()), Vec::new())
-        })
-        .collect();
+    for record in sample_records() {
+        store.insert(record);
+    }
+    let mut messages: Vec<KafkaMessage> = Vec::new();
     let big = format!(
         r#"{{"eventType":"Big","orderId":"o-big","correlationId":"k-1","filler":"{}"}}"#,
         "x".repeat(5000)
@@ -122,30 +112,9 @@ fn seed(store: &InMemoryStore, runtime: &Runtime) {
         ),
         message("orders", 5, Some(b"{}".to_vec()), vec![("correlation_id", b"k-bin"), ("trace", &big_header)]),
     ]);
-    // Small limits, so that a few kilobytes are compressed and a few more go to S3.
-    let layout = Layout {
-        compress_min_bytes: 1024,
-        max_item_bytes: 2500,
-        bucket: Some("payloads".into()),
-        ..Layout::default()
-    };
-    let mut items = Vec::new();
-    runtime.block_on(async {
-        for m in &messages {
-            let prepared = prepare(&normalize(m, &context), &layout, 1_700_000_100).expect("the seed records fit");
-            for blob in prepared.blobs {
-                store
-                    .put_blob("payloads", &blob.key, blob.bytes, &blob.sha256)
-                    .await
-                    .expect("blob stored");
-            }
-            items.push(prepared.item);
-        }
-        for chunk in items.chunks(25) {
-            let unprocessed = store.batch_put(chunk.to_vec()).await.expect("stored");
-            assert!(unprocessed.is_empty(), "the in-memory store left items unprocessed");
-        }
-    });
+    for m in &messages {
+        store.insert(normalize(m, &context));
+    }
 }
 
 fn harness() -> &'static Harness {
@@ -156,13 +125,9 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let store = Arc::new(InMemoryStore::new());
-        seed(&store, &runtime);
-        let app = query::api::router(query::api::AppState {
-            index: store.clone(),
-            items: store.clone(),
-            blobs: store,
-            cursors: query::cursor::CursorSigner::new(vec![7; 32], CURSOR_TTL_SECONDS),
-        });
+        seed(&store);
+        let cursors = query::cursor::CursorSigner::new(vec![7; 32], CURSOR_TTL_SECONDS);
+        let app = query::routes::router(query::read::ReadService::new(store.clone(), store, cursors));
         Harness { runtime, app }
     })
 }

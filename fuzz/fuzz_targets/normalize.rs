@@ -1,5 +1,5 @@
 //! Feeds arbitrary bytes through the pure core: as a whole Lambda trigger event (decode, then every record), and
-//! as one record's value, key and headers (normalize, item layout, rendering). Any panic is a bug (BRIEF §4:
+//! as one record's value, key and headers (normalize, item layout, rendering). Any panic is a bug (
 //! nothing may panic, whatever the bytes), and so is a payload that does not come back byte for byte.
 
 #![no_main]
@@ -7,7 +7,8 @@
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 use shared::decode;
-use shared::item::{self, Layout, StoredPayload};
+use shared::dynamo::codec::{self, StoredPayload};
+use shared::dynamo::placement::{self, Layout};
 use shared::model::{render_payload, KafkaMessage};
 use shared::normalize::{self, Context, TopicServiceMap};
 
@@ -27,12 +28,12 @@ fn check(message: &KafkaMessage) {
         bucket: Some("payloads".into()),
         ..Layout::default()
     };
-    let prepared = item::prepare(&n, &layout, 1_900_000_000).expect("with a bucket every record can be laid out");
-    let stored = item::record_from_item(&prepared.item).expect("a prepared item reads back");
+    let prepared = placement::prepare(&n, &layout, 1_900_000_000).expect("with a bucket every record can be laid out");
+    let stored = codec::record_from_item(&prepared.item).expect("a prepared item reads back");
     let back = match stored.payload {
         StoredPayload::None => None,
         StoredPayload::Inline(bytes) => Some(bytes),
-        StoredPayload::Zstd(bytes) => Some(item::decompress(&bytes, 64 << 20).expect("zstd decompresses")),
+        StoredPayload::Zstd(bytes) => Some(codec::decompress(&bytes, 64 << 20).expect("zstd decompresses")),
         StoredPayload::S3(pointer) => prepared
             .blobs
             .iter()

@@ -16,7 +16,8 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 use shared::decode;
-use shared::item::{self, Layout};
+use shared::dynamo::codec::b64;
+use shared::dynamo::placement::{self, Layout};
 use shared::normalize::{self, Context, TopicServiceMap};
 
 /// A small deterministic generator (xorshift64*), so every run benchmarks the same bytes.
@@ -148,8 +149,8 @@ fn trigger_event(values: Vec<(&str, Vec<u8>, Headers)>) -> Vec<u8> {
             .collect();
         let record = json!({
             "topic": topic, "partition": partition, "offset": 1_000 + i, "timestamp": START_MS + i as i64,
-            "timestampType": "CREATE_TIME", "key": item::b64(format!("key-{i}").as_bytes()),
-            "value": item::b64(&value), "headers": headers,
+            "timestampType": "CREATE_TIME", "key": b64(format!("key-{i}").as_bytes()),
+            "value": b64(&value), "headers": headers,
         });
         if let Value::Array(group) = groups
             .entry(format!("{topic}-{partition}"))
@@ -243,7 +244,11 @@ fn pipeline(event: &[u8], context: &Context<'_>, layout: &Layout) -> usize {
     };
     let now = context.received_at.timestamp();
     decoded.records.iter().fold(0, |count, message| {
-        let _ = black_box(item::prepare_owned(normalize::normalize(message, context), layout, now));
+        let _ = black_box(placement::prepare_owned(
+            normalize::normalize(message, context),
+            layout,
+            now,
+        ));
         count + 1
     })
 }
@@ -314,7 +319,7 @@ fn bench_pipeline(c: &mut Criterion) {
     stages.bench_function("prepare", |b| {
         b.iter(|| {
             notifications.iter().fold(0, |count, n| {
-                let _ = black_box(item::prepare(black_box(n), &layout, 0));
+                let _ = black_box(placement::prepare(black_box(n), &layout, 0));
                 count + 1
             })
         })

@@ -4,9 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::item::Layout;
+use crate::dynamo::retry::Backoff;
+use crate::dynamo::{Layout, WriteOptions};
 use crate::normalize::TopicServiceMap;
-use crate::writer::{Backoff, WriteOptions};
 
 /// A configuration variable with a bad value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

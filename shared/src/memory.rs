@@ -1,37 +1,36 @@
-//! `InMemoryStore`: an in-memory test double of the table and the bucket, for unit and handler tests only
-//! (feature `test-support`). It follows DynamoDB's rules where tests depend on them (25 items per batch,
-//! sparse indexes in sort-key order, Limit counted before the filter) and can inject faults.
+//! `InMemoryStore`: the in-memory double of the store's ports, for unit and handler tests only (feature
+//! `test-support`): an ordered map of notifications by id. Indexes are the map filtered by a lookup's field,
+//! in event-time order, paged the way DynamoDB pages them (the limit counts records before the event-type
+//! filter). Faults are injected per call.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use tokio::time::Instant;
 
-use crate::item::Item;
-use crate::store::{BatchPut, BlobGet, BlobPut, IndexPage, IndexQuery, IndexRead, ItemGet, Retry, StoreError};
-use crate::table;
+use crate::error::{Retry, StoreError};
+use crate::model::Notification;
+use crate::ports::{
+    Attempt, Failure, IndexPage, IndexQuery, Indexed, NotificationIndex, NotificationReader, NotificationSink,
+    NotificationSource, Position, ReadError, StoreReport, WriteError,
+};
 
-/// Faults to inject into the next calls.
+/// Faults to inject.
 #[derive(Debug, Default, Clone)]
 pub struct Faults {
-    /// Fail this many BatchWriteItem calls with a throttling error.
-    pub throttle_batches: usize,
-    /// Leave the last `n` items of this many BatchWriteItem calls unprocessed.
-    pub unprocess_batches: usize,
-    pub unprocess_items: usize,
-    /// Every call fails with a transient error, as if the server were down.
+    /// Every call fails with a transient error, as if the store were down.
     pub down: bool,
-    /// Fail this many S3 puts with a transient error.
-    pub fail_blob_puts: usize,
+    /// Records with a payload larger than this are not stored (a transient error, as if the object store were
+    /// failing).
+    pub fail_payloads_over: Option<usize>,
 }
 
 #[derive(Default)]
 struct State {
-    items: BTreeMap<String, Item>,
-    blobs: HashMap<(String, String), Vec<u8>>,
+    notifications: BTreeMap<String, Notification>,
     faults: Faults,
-    batch_calls: usize,
+    store_calls: usize,
 }
 
 /// The in-memory double.
@@ -53,31 +52,31 @@ impl InMemoryStore {
         self.lock().faults = faults;
     }
 
-    pub fn items(&self) -> Vec<Item> {
-        self.lock().items.values().cloned().collect()
+    /// Stores `notification` as it is (seeding a test).
+    pub fn insert(&self, notification: Notification) {
+        self.lock().notifications.insert(notification.id.clone(), notification);
+    }
+
+    /// Every stored notification, in id order.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.lock().notifications.values().cloned().collect()
+    }
+
+    pub fn get_stored(&self, id: &str) -> Option<Notification> {
+        self.lock().notifications.get(id).cloned()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().items.len()
+        self.lock().notifications.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    pub fn blob_count(&self) -> usize {
-        self.lock().blobs.len()
-    }
-
-    pub fn batch_calls(&self) -> usize {
-        self.lock().batch_calls
-    }
-}
-
-fn s(item: &Item, name: &str) -> Option<String> {
-    match item.get(name) {
-        Some(AttributeValue::S(text)) => Some(text.clone()),
-        _ => None,
+    /// How many times a batch was handed to the sink.
+    pub fn store_calls(&self) -> usize {
+        self.lock().store_calls
     }
 }
 
@@ -85,151 +84,148 @@ fn down() -> StoreError {
     StoreError::new("InMemoryStore", Retry::Transient, "connection refused (injected)")
 }
 
+/// The sort key of a notification in an index: event time, then id.
+fn sort_key(notification: &Notification) -> String {
+    format!("{}#{}", notification.occurred_at, notification.id)
+}
+
 #[async_trait]
-impl BatchPut for InMemoryStore {
-    async fn batch_put(&self, mut items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+impl NotificationSink for InMemoryStore {
+    async fn store(&self, records: &dyn NotificationSource, _deadline: Instant) -> StoreReport {
+        // Redelivered duplicates collapse, the last one winning, as DynamoDB's writer does.
+        let mut by_id = BTreeMap::new();
+        for index in 0..records.len() {
+            by_id.insert(records.id(index), index);
+        }
         let mut state = self.lock();
-        state.batch_calls += 1;
-        if state.faults.down {
-            return Err(down());
+        state.store_calls += 1;
+        let mut report = StoreReport::default();
+        for (id, index) in by_id {
+            let notification = records.build(index);
+            let fault = if state.faults.down {
+                Some(down())
+            } else if state
+                .faults
+                .fail_payloads_over
+                .is_some_and(|limit| notification.payload_size() > limit)
+            {
+                Some(StoreError::new("PutObject", Retry::Transient, "SlowDown (injected)"))
+            } else {
+                None
+            };
+            match fault {
+                Some(error) => report.failed.push(Failure {
+                    id,
+                    error: std::sync::Arc::new(WriteError::OutOfTime {
+                        attempts: 1,
+                        last: Attempt::Failed(error),
+                    }),
+                }),
+                None => {
+                    state.notifications.insert(id, notification);
+                    report.stored += 1;
+                }
+            }
         }
-        if items.len() > 25 {
-            return Err(StoreError::new(
-                "BatchWriteItem",
-                Retry::Permanent,
-                "ValidationException: too many items",
-            ));
-        }
-        if state.faults.throttle_batches > 0 {
-            state.faults.throttle_batches -= 1;
-            return Err(StoreError::new(
-                "BatchWriteItem",
-                Retry::Transient,
-                "ThrottlingException (injected)",
-            ));
-        }
-        let mut unprocessed = Vec::new();
-        if state.faults.unprocess_batches > 0 && state.faults.unprocess_items > 0 {
-            state.faults.unprocess_batches -= 1;
-            let keep = items.len().saturating_sub(state.faults.unprocess_items);
-            unprocessed = items.split_off(keep);
-        }
-        for item in items {
-            let id = s(&item, table::PARTITION_KEY).unwrap_or_default();
-            state.items.insert(id, item);
-        }
-        Ok(unprocessed)
+        report
     }
 }
 
 #[async_trait]
-impl BlobPut for InMemoryStore {
-    async fn put_blob(&self, bucket: &str, key: &str, bytes: Vec<u8>, _sha256: &str) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if state.faults.down {
-            return Err(down());
-        }
-        if state.faults.fail_blob_puts > 0 {
-            state.faults.fail_blob_puts -= 1;
-            return Err(StoreError::new("PutObject", Retry::Transient, "SlowDown (injected)"));
-        }
-        state.blobs.insert((bucket.to_owned(), key.to_owned()), bytes);
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl BlobGet for InMemoryStore {
-    async fn get_blob(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
-        let state = self.lock();
-        state
-            .blobs
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .cloned()
-            .ok_or_else(|| StoreError::new("GetObject", Retry::Permanent, "NoSuchKey"))
-    }
-}
-
-#[async_trait]
-impl ItemGet for InMemoryStore {
-    async fn get_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
+impl NotificationIndex for InMemoryStore {
+    async fn page(&self, query: &IndexQuery) -> Result<IndexPage, ReadError> {
         let state = self.lock();
         if state.faults.down {
-            return Err(down());
+            return Err(down().into());
         }
-        Ok(state.items.get(id).cloned())
-    }
-}
-
-#[async_trait]
-impl IndexRead for InMemoryStore {
-    async fn query_index(&self, query: &IndexQuery) -> Result<IndexPage, StoreError> {
-        let state = self.lock();
-        if state.faults.down {
-            return Err(down());
-        }
-        let index = query.lookup.index();
-        let key = table::index_key(&query.value);
-        let mut matching: Vec<(String, &Item)> = state
-            .items
+        let until = query.until.as_ref().map(|u| format!("{u}#~"));
+        let mut matching: Vec<(String, &Notification)> = state
+            .notifications
             .values()
-            .filter(|item| s(item, index.partition_key).as_deref() == Some(key.as_str()))
-            .filter_map(|item| Some((s(item, table::EVENT_SORT_KEY)?, item)))
-            .filter(|(sk, _)| query.from.as_ref().is_none_or(|from| sk >= from))
-            .filter(|(sk, _)| query.to.as_ref().is_none_or(|to| sk <= to))
+            .filter(|n| query.lookup.field(&n.summary()) == Some(query.value.as_str()))
+            .map(|n| (sort_key(n), n))
+            .filter(|(sk, _)| query.since.as_ref().is_none_or(|since| sk >= since))
+            .filter(|(sk, _)| until.as_ref().is_none_or(|until| sk <= until))
             .collect();
         matching.sort_by(|a, b| a.0.cmp(&b.0));
         if !query.ascending {
             matching.reverse();
         }
-        if let Some(start) = &query.start {
-            let start_sk = s(start, table::EVENT_SORT_KEY).unwrap_or_default();
+        if let Some(after) = &query.after {
             matching.retain(|(sk, _)| {
                 if query.ascending {
-                    *sk > start_sk
+                    *sk > after.sort_key
                 } else {
-                    *sk < start_sk
+                    *sk < after.sort_key
                 }
             });
         }
-        let limit = query.limit.max(1) as usize;
+        let limit = query.limit.max(1);
         let more = matching.len() > limit;
         matching.truncate(limit);
-        let last_key = if more {
-            matching.last().map(|(_, item)| {
-                let mut key = Item::new();
-                for name in [table::PARTITION_KEY, index.partition_key, table::EVENT_SORT_KEY] {
-                    if let Some(v) = item.get(name) {
-                        key.insert(name.to_owned(), v.clone());
-                    }
-                }
-                key
-            })
+        let position = |sk: &str, n: &Notification| Position {
+            id: n.id.clone(),
+            index_key: query.value.clone(),
+            sort_key: sk.to_owned(),
+        };
+        let last = if more {
+            matching.last().map(|(sk, n)| position(sk, n))
         } else {
             None
         };
         let items = matching
-            .into_iter()
-            .map(|(_, item)| item)
-            .filter(|item| s(item, index.field).as_deref() == Some(query.value.as_str()))
-            .filter(|item| query.event_type.is_none() || s(item, "event_type") == query.event_type)
-            .map(|item| {
-                let mut projected = Item::new();
-                for name in table::SUMMARY_ATTRIBUTES.iter().chain(&[
-                    table::PARTITION_KEY,
-                    index.partition_key,
-                    table::EVENT_SORT_KEY,
-                ]) {
-                    if let Some(v) = item.get(*name) {
-                        projected.insert((*name).to_owned(), v.clone());
-                    }
-                }
-                projected
+            .iter()
+            .filter(|(_, n)| query.event_type.is_none() || n.fields.event_type == query.event_type)
+            .map(|(sk, n)| Indexed {
+                summary: n.summary(),
+                position: position(sk, n),
             })
             .collect();
-        Ok(IndexPage { items, last_key })
+        Ok(IndexPage { items, last })
     }
 }
 
-/// Incompressible bytes, for payloads that compression cannot shrink (the fixture format's generator).
-pub use crate::fixtures::noise;
+#[async_trait]
+impl NotificationReader for InMemoryStore {
+    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError> {
+        let state = self.lock();
+        if state.faults.down {
+            return Err(down().into());
+        }
+        Ok(state.notifications.get(id).cloned())
+    }
+}
+
+/// Thirty records of three event types over four orders, one customer and two correlations (`o-0`..`o-3`,
+/// `c-1`, `k-0`/`k-1`), one second apart: the store the HTTP fuzzers run the router over.
+pub fn sample_records() -> Vec<Notification> {
+    let services = crate::normalize::TopicServiceMap::default();
+    let context = crate::normalize::Context {
+        received_at: chrono::Utc::now(),
+        topic_services: &services,
+    };
+    (0..30i64)
+        .map(|offset| {
+            let value = format!(
+                r#"{{"eventType":"E{}","orderId":"o-{}","customerId":"c-1","correlationId":"k-{}","time":{}}}"#,
+                offset % 3,
+                offset % 4,
+                offset % 2,
+                1_700_000_000 + offset
+            );
+            let message = crate::model::KafkaMessage {
+                topic: "t".into(),
+                partition: 0,
+                offset: Some(offset),
+                timestamp: Some(1_700_000_000_000),
+                timestamp_type: Some("CREATE_TIME".into()),
+                key: None,
+                value: Some(value.into_bytes()),
+                headers: Vec::new(),
+                warnings: Vec::new(),
+                fingerprint: String::new(),
+            };
+            crate::normalize::normalize(&message, &context)
+        })
+        .collect()
+}

@@ -64,6 +64,84 @@ pub struct Header {
     pub value: Data,
 }
 
+/// What decoding or normalization noticed about a record: a stable code for programs and alerts, and a message
+/// for people (stored with the record as it is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub code: WarningCode,
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(code: WarningCode, message: impl Into<String>) -> Self {
+        Warning {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The kinds of warning, each with a stable code (see [`WarningCode::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WarningCode {
+    /// A key, value or header was not valid base64; kept as the text that came.
+    InvalidBase64,
+    /// A record's key or value was JSON of another kind than base64 text; kept as its JSON.
+    NotBase64Text,
+    /// A record's partition, offset or timestamp was not an integer.
+    NotAnInteger,
+    /// A record had no partition, offset, timestamp or topic.
+    MissingField,
+    /// A trigger record was not a JSON object; kept as its JSON.
+    RecordNotAnObject,
+    /// A record's partition differs from the one of its topic-partition group.
+    PartitionMismatch,
+    /// A header value was not an array of bytes, a header entry not an object, or the headers not an array.
+    MalformedHeader,
+    /// A header that would name a field was not UTF-8.
+    HeaderNotUtf8,
+    /// The value was a JSON object encoded inside a JSON string, and was read through.
+    DoubleEncodedJson,
+    /// An id was a number too large to write out; kept as written.
+    IdTooLarge,
+    /// An id was an object, array or boolean; ignored.
+    IdNotScalar,
+    /// A time was text this service does not read, an implausible epoch, or not a time at all.
+    UnreadableTime,
+    /// No event time and no Kafka timestamp: `occurred_at` is the receive time.
+    NoEventTime,
+    /// Read back from the store, which keeps the message only.
+    Stored,
+}
+
+impl WarningCode {
+    /// The stable code, for logs, metrics and programs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningCode::InvalidBase64 => "invalid-base64",
+            WarningCode::NotBase64Text => "not-base64-text",
+            WarningCode::NotAnInteger => "not-an-integer",
+            WarningCode::MissingField => "missing-field",
+            WarningCode::RecordNotAnObject => "record-not-an-object",
+            WarningCode::PartitionMismatch => "partition-mismatch",
+            WarningCode::MalformedHeader => "malformed-header",
+            WarningCode::HeaderNotUtf8 => "header-not-utf8",
+            WarningCode::DoubleEncodedJson => "double-encoded-json",
+            WarningCode::IdTooLarge => "id-too-large",
+            WarningCode::IdNotScalar => "id-not-scalar",
+            WarningCode::UnreadableTime => "unreadable-time",
+            WarningCode::NoEventTime => "no-event-time",
+            WarningCode::Stored => "stored",
+        }
+    }
+}
+
 /// One Kafka record as delivered by the trigger, decoded from its JSON and base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaMessage {
@@ -79,7 +157,7 @@ pub struct KafkaMessage {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Vec<u8>)>,
     /// What decoding noticed (invalid base64, a header that was not a byte array, ...).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// A digest of the record as delivered, used for identity when the offset is unusable.
     pub fingerprint: String,
 }
@@ -140,7 +218,7 @@ impl PayloadFormat {
     }
 }
 
-/// The fields extracted from a message by normalization (BRIEF §4).
+/// The fields extracted from a message by normalization.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Extracted {
@@ -158,7 +236,7 @@ pub struct Extracted {
     pub event_id: Option<String>,
 }
 
-/// The stored record: one per Kafka record (BRIEF §3).
+/// The stored record: one per Kafka record (README, "The record").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
     pub id: String,
@@ -178,7 +256,7 @@ pub struct Notification {
     pub payload_format: PayloadFormat,
     /// The schema-registry id, when the value carried Confluent framing.
     pub schema_id: Option<u32>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 impl Notification {
@@ -187,12 +265,22 @@ impl Notification {
         self.payload.as_ref().map_or(0, Vec::len)
     }
 
-    /// The record as people see it: the fields of BRIEF §3, with the payload rendered by [`render_payload`].
+    /// The record as people see it: the stored fields, with the payload rendered by [`render_payload`].
     pub fn view(&self) -> NotificationView {
         NotificationView {
             summary: self.summary(),
             headers: self.headers.clone(),
             payload: render_payload(self.payload.as_deref(), self.payload_format),
+        }
+    }
+
+    /// Like [`Notification::view`], moving the payload instead of copying it.
+    pub fn into_view(self) -> NotificationView {
+        let summary = self.summary();
+        NotificationView {
+            payload: render_payload(self.payload.as_deref(), self.payload_format),
+            summary,
+            headers: self.headers,
         }
     }
 
@@ -212,7 +300,7 @@ impl Notification {
             payload_format: self.payload_format,
             payload_size: self.payload_size() as u64,
             schema_id: self.schema_id,
-            warnings: self.warnings.clone(),
+            warnings: self.warnings.iter().map(|w| w.message.clone()).collect(),
         }
     }
 }
@@ -241,6 +329,33 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema_id: Option<u32>,
     pub warnings: Vec<String>,
+}
+
+impl Summary {
+    /// The whole record, from its summary, headers and payload (as a store reads it back).
+    pub fn into_notification(self, headers: Vec<Header>, payload: Option<Vec<u8>>) -> Notification {
+        Notification {
+            id: self.id,
+            source_topic: self.source_topic,
+            partition: self.partition,
+            offset: self.offset,
+            kafka_timestamp: self.kafka_timestamp,
+            timestamp_type: self.timestamp_type,
+            key: self.key,
+            headers,
+            fields: self.fields,
+            occurred_at: self.occurred_at,
+            received_at: self.received_at,
+            payload,
+            payload_format: self.payload_format,
+            schema_id: self.schema_id,
+            warnings: self
+                .warnings
+                .into_iter()
+                .map(|message| Warning::new(WarningCode::Stored, message))
+                .collect(),
+        }
+    }
 }
 
 /// A whole record for display: summary fields, headers and the rendered payload.

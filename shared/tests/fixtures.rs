@@ -1,6 +1,6 @@
 //! The fixture corpus (`fixtures/messages/*.json`), table-driven: every message is put into a Kafka trigger event
 //! exactly as Lambda delivers it (base64 key and value, headers as arrays of signed bytes), decoded, normalized
-//! and compared with the record its file expects. The expectations were derived from BRIEF §3 and §4, not from
+//! and compared with the record its file expects. The expectations were derived from the record's contract (README, "The record"), not from
 //! this code's output.
 //!
 //! A fixture file holds one message:
@@ -32,7 +32,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use shared::decode;
-use shared::item::{self, Layout, StoredPayload};
+use shared::dynamo::codec::{self, StoredPayload};
+use shared::dynamo::placement::{self, Layout};
 use shared::model::{Data, Notification, PayloadFormat, RenderedPayload};
 use shared::normalize::{self, Context, TopicServiceMap};
 
@@ -261,7 +262,7 @@ fn check_record(case: &Case) -> Vec<String> {
     let f = &case.fixture;
     let mut problems = Vec::new();
 
-    // Kafka metadata, exactly as delivered (BRIEF §3).
+    // Kafka metadata, exactly as delivered.
     same(
         &mut problems,
         "id",
@@ -295,7 +296,7 @@ fn check_record(case: &Case) -> Vec<String> {
         }
     }
 
-    // The extracted fields (BRIEF §4).
+    // The extracted fields.
     let fields = &n.fields;
     for (field, actual) in [
         ("event_type", &fields.event_type),
@@ -336,13 +337,13 @@ fn check_record(case: &Case) -> Vec<String> {
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    let mut unmatched: Vec<&String> = n.warnings.iter().collect();
+    let mut unmatched: Vec<&String> = n.warnings.iter().map(|w| &w.message).collect();
     for expected in &expected_warnings {
         match unmatched.iter().position(|w| w.contains(expected)) {
             Some(at) => {
                 unmatched.remove(at);
             }
-            None => problems.push(format!("no warning contains {expected:?}; warnings: {:?}", n.warnings)),
+            None => problems.push(format!("no warning contains {expected:?}; warnings: {unmatched:?}")),
         }
     }
     if !unmatched.is_empty() {
@@ -371,7 +372,7 @@ fn check_payload(case: &Case) -> Vec<String> {
         ));
     }
 
-    // Shown for people (BRIEF §7): JSON as JSON, other text as text, bytes as base64; each gives the bytes back.
+    // Shown for people by the API: JSON as JSON, other text as text, bytes as base64; each gives the bytes back.
     let rendered = n.view().payload;
     let (encoding, shown): (&str, Option<Vec<u8>>) = match &rendered {
         RenderedPayload::Json(raw) => ("json", Some(raw.get().as_bytes().to_vec())),
@@ -414,20 +415,20 @@ fn check_payload(case: &Case) -> Vec<String> {
         ));
     }
 
-    // Stored (BRIEF §5): inline, compressed or in S3, it reads back byte for byte.
+    // Stored: inline, compressed or in S3, it reads back byte for byte.
     let layout = Layout {
         bucket: Some("payloads-bucket".into()),
         ..Layout::default()
     };
-    match item::prepare(n, &layout, 1_893_456_000) {
+    match placement::prepare(n, &layout, 1_893_456_000) {
         Err(e) => problems.push(format!("the item could not be laid out: {e}")),
-        Ok(prepared) => match item::record_from_item(&prepared.item) {
+        Ok(prepared) => match codec::record_from_item(&prepared.item) {
             Err(e) => problems.push(format!("the item does not read back: {e}")),
             Ok(stored) => {
                 let back = match stored.payload {
                     StoredPayload::None => None,
                     StoredPayload::Inline(bytes) => Some(bytes),
-                    StoredPayload::Zstd(bytes) => item::decompress(&bytes, 64 << 20).ok(),
+                    StoredPayload::Zstd(bytes) => codec::decompress(&bytes, 64 << 20).ok(),
                     StoredPayload::S3(pointer) => prepared
                         .blobs
                         .iter()
@@ -477,9 +478,9 @@ fn a_fixture_that_expects_the_wrong_record_is_caught() {
     assert!(!check_payload(&case).is_empty());
 }
 
-/// The items the corpus gave before the store moved behind domain ports (issue 12), in DynamoDB JSON: every
+/// The items the corpus gave before the store moved behind domain ports, in DynamoDB JSON: every
 /// attribute's type and value, a large binary one by its length and SHA-256, and the S3 objects each item needs.
-/// Recorded by `RECORD_GOLDEN_ITEMS=1 cargo test -p notifications-shared --test fixtures golden`.
+/// Recorded by `RECORD_GOLDEN_ITEMS=1 cargo test -p notifications-shared --test fixtures domain_ports`.
 const GOLDEN_ITEMS: &str = "../fixtures/items.json";
 
 fn attribute_json(value: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
@@ -511,7 +512,7 @@ fn golden_of(case: &Case) -> Value {
         retention_seconds: Some(30 * 86_400),
         ..Layout::default()
     };
-    match item::prepare(&case.notification, &layout, 1_893_456_000) {
+    match placement::prepare(&case.notification, &layout, 1_893_456_000) {
         Err(e) => json!({ "error": e.to_string() }),
         Ok(prepared) => json!({
             "item": prepared
@@ -553,7 +554,17 @@ fn every_fixture_gives_the_item_recorded_before_the_domain_ports_change() {
     let differing: Vec<String> = actual
         .iter()
         .filter(|(name, item)| recorded.get(*name) != Some(*item))
-        .map(|(name, item)| format!("{name}: now {item}\n  was {}", recorded.get(name).unwrap_or(&Value::Null)))
+        .map(|(name, item)| {
+            format!(
+                "{name}: now {item}\n  was {}",
+                recorded.get(name).unwrap_or(&Value::Null)
+            )
+        })
         .collect();
-    assert!(differing.is_empty(), "{} items changed:\n{}", differing.len(), differing.join("\n"));
+    assert!(
+        differing.is_empty(),
+        "{} items changed:\n{}",
+        differing.len(),
+        differing.join("\n")
+    );
 }

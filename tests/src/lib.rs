@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use shared::config::{IngestConfig, QueryConfig};
-use shared::store::{DynamoStore, S3Store};
+use shared::dynamo::DynamoStore;
 
 pub use tools::moto::{free_port, wait_for_port, workspace_root, MotoServer};
 
@@ -57,7 +57,17 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 
 /// An S3 client (path-style) for `endpoint`.
 pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    shared::store::s3_client(&sdk_config(endpoint))
+    shared::dynamo::s3_client(&sdk_config(endpoint))
+}
+
+/// The store adapter over the table `table` at `endpoint` (which may be a fault proxy), with default layout.
+pub fn dynamo_store(endpoint: &str, table: &str) -> DynamoStore {
+    DynamoStore::new(dynamodb_client(endpoint), s3_client(endpoint), table)
+}
+
+/// A test event's bytes, as the Lambda runtime receives them.
+pub fn event_bytes(event: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(event).expect("a JSON value serializes")
 }
 
 /// A table and a bucket of one test's own.
@@ -81,7 +91,7 @@ impl TestEnv {
         let bucket = unique("payloads");
         let dynamodb = dynamodb_client(endpoint);
         let s3 = s3_client(endpoint);
-        shared::table::create_table(&dynamodb, &table)
+        shared::dynamo::table::create_table(&dynamodb, &table)
             .send()
             .await
             .expect("create table");
@@ -109,9 +119,10 @@ impl TestEnv {
     /// The real ingest handler over this environment (through `endpoint`, which may be a fault proxy).
     pub fn ingest_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
         let config = self.ingest_config(extra);
-        let table = DynamoStore::new(dynamodb_client(endpoint), config.table.clone());
-        let blobs = S3Store::new(s3_client(endpoint));
-        ingest::handler::Ingest::new(Arc::new(table), Arc::new(blobs), config)
+        let store = dynamo_store(endpoint, &config.table)
+            .with_layout(config.layout.clone())
+            .with_write_options(config.write);
+        ingest::handler::Ingest::new(Arc::new(store), config)
     }
 
     pub fn ingest(&self, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
@@ -172,7 +183,7 @@ impl TestEnv {
             _ => None,
         })
         .expect("valid query config");
-        let app = query::app(&config, dynamodb_client(&self.endpoint), s3_client(&self.endpoint));
+        let app = query::app(&config, Arc::new(dynamo_store(&self.endpoint, &self.table)));
         QueryServer::serve(app).await
     }
 }

@@ -2,15 +2,15 @@
 //! (with warnings), and envelopes that are not Kafka events are rejected with a clear error. Nothing panics.
 //!
 //! Every case goes through both entry points: `Ingest::process` on a parsed event (what the local event source
-//! mapping calls) and `handle_trigger` on the event's bytes, decoded while the runtime deserializes them into
+//! mapping calls) and `handle` on the event's bytes, decoded while the runtime deserializes them into
 //! `KafkaTrigger` (what the deployed function runs). Both must store the same items and give the same errors.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use ingest::handler::{handle_trigger, Ingest, IngestError, Response};
-use integration_tests::TestEnv;
+use ingest::handler::{handle, Ingest, IngestError, Response};
+use integration_tests::{event_bytes, TestEnv};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use shared::decode::KafkaTrigger;
@@ -18,12 +18,12 @@ use shared::decode::KafkaTrigger;
 const BUDGET: Duration = Duration::from_secs(60);
 
 /// The deployed function's path: the event's bytes, as the Lambda runtime receives them, deserialized into
-/// `KafkaTrigger` (records decoded while parsed) and handed to `handle_trigger`.
+/// `KafkaTrigger` (records decoded while parsed) and handed to `handle`.
 async fn through_runtime(ingest: &Ingest, event: &Value) -> Result<Response, IngestError> {
     let bytes = serde_json::to_vec(event).expect("serializable");
     let trigger: KafkaTrigger =
         serde_json::from_slice(&bytes).expect("any JSON deserializes to a trigger or its error");
-    handle_trigger(ingest, LambdaEvent::new(trigger, Context::default())).await
+    handle(ingest, LambdaEvent::new(trigger, Context::default())).await
 }
 
 /// Every item of the table by id, without the attributes that depend on when it was stored.
@@ -67,7 +67,7 @@ fn malformed_records() -> Vec<Value> {
         record
     };
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let b64 = |bytes: &[u8]| shared::item::b64(bytes);
+    let b64 = |bytes: &[u8]| shared::dynamo::codec::b64(bytes);
     vec![
         // Values and keys that are not base64, or not strings.
         with(1, "value", json!("!!!not base64!!!")),
@@ -158,7 +158,7 @@ async fn every_malformed_record_is_stored_with_warnings_and_nothing_panics() {
     let count = records.len();
     let event = json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": {"bad-0": records}});
     let (response, summary) = ingest
-        .process(&event, BUDGET)
+        .process(event_bytes(&event), BUDGET)
         .await
         .expect("a record's content never fails a batch");
     assert!(response.batch_item_failures.is_empty());
@@ -167,7 +167,7 @@ async fn every_malformed_record_is_stored_with_warnings_and_nothing_panics() {
     assert!(summary.warnings >= 40, "malformed records carry warnings: {summary:?}");
     assert_eq!(env.count_items().await, count);
     // Delivered again: still one item per record, even for those identified by digest.
-    ingest.process(&event, BUDGET).await.unwrap();
+    ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(env.count_items().await, count);
 
     // The deployed function's path stores exactly the same items.
@@ -201,7 +201,7 @@ async fn groups_that_are_not_arrays_and_odd_group_keys_are_still_stored() {
         "a-null-0": null,
         "empty-0": [],
     }});
-    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    let (_, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(summary.records, 6);
     assert_eq!(summary.stored, 6);
     assert_eq!(env.count_items().await, 6);
@@ -269,7 +269,10 @@ async fn envelopes_that_are_not_kafka_events_are_rejected_with_a_clear_error() {
         Ok(done) => Ok(done),
     };
     for (event, expected) in cases {
-        let parsed = ingest.process(&event, BUDGET).await.map(|r| format!("{:?}", r.0));
+        let parsed = ingest
+            .process(event_bytes(&event), BUDGET)
+            .await
+            .map(|r| format!("{:?}", r.0));
         check(&event, expected, "parsed", rejection(parsed));
         let streamed = through_runtime(&ingest, &event).await.map(|r| format!("{r:?}"));
         check(&event, expected, "runtime", rejection(streamed));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::{kafka_event, own_moto, EventRecord, TestEnv};
+use integration_tests::{event_bytes, kafka_event, own_moto, EventRecord, TestEnv};
 use serde_json::json;
 use sha2::Digest;
 
@@ -28,7 +28,7 @@ async fn ingest_stores_the_aws_sample_msk_event() {
     let ingest = env.ingest(&[]);
     let sample: serde_json::Value =
         serde_json::from_str(include_str!("../../fixtures/events/msk-sample.json")).unwrap();
-    let (response, summary) = ingest.process(&sample, BUDGET).await.unwrap();
+    let (response, summary) = ingest.process(event_bytes(&sample), BUDGET).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(summary.stored, 1);
     let item = env
@@ -53,7 +53,7 @@ async fn redelivering_the_same_event_three_times_leaves_exactly_one_item_per_rec
     let ingest = env.ingest(&[]);
     let event = kafka_event(&order_events("orders", 120));
     for _ in 0..3 {
-        ingest.process(&event, BUDGET).await.unwrap();
+        ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     }
     assert_eq!(env.count_items().await, 120);
 }
@@ -63,7 +63,7 @@ async fn a_full_batch_of_ten_thousand_records_is_stored() {
     let env = TestEnv::new().await;
     let ingest = env.ingest(&[]);
     let event = kafka_event(&order_events("orders.bulk", 10_000));
-    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    let (_, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(summary.records, 10_000);
     assert_eq!(summary.stored, 10_000);
     assert_eq!(summary.failed, 0);
@@ -75,9 +75,9 @@ async fn a_one_megabyte_payload_goes_to_s3_and_comes_back_byte_for_byte() {
     let env = TestEnv::new().await;
     let ingest = env.ingest(&[]);
     // Incompressible bytes, so compression cannot bring it under the item limit.
-    let payload = shared::memory::noise(1_048_576);
+    let payload = shared::fixtures::noise(1_048_576);
     let event = kafka_event(&[EventRecord::bytes("blobs", 0, 7, Some(payload.clone()))]);
-    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    let (_, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(summary.offloaded, 1);
     let item = env
         .dynamodb
@@ -113,7 +113,7 @@ async fn an_order_id_longer_than_the_index_key_limit_is_stored_under_its_digest(
     let ingest = env.ingest(&[]);
     let long_id = "9".repeat(3000);
     let event = kafka_event(&[EventRecord::json("orders", 0, 1, json!({"orderId": long_id}))]);
-    ingest.process(&event, BUDGET).await.unwrap();
+    ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     let item = env
         .dynamodb
         .get_item()
@@ -143,7 +143,7 @@ async fn throttling_and_unprocessed_items_from_a_fault_layer_still_leave_every_r
     .await;
     let ingest = env.ingest_via(&proxy.endpoint, &[]);
     let event = kafka_event(&order_events("orders.faulty", 2_000));
-    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    let (_, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(summary.stored, 2_000);
     assert_eq!(env.count_items().await, 2_000);
     let throttled = proxy.counts.throttled.load(std::sync::atomic::Ordering::Relaxed);
@@ -165,14 +165,17 @@ async fn when_the_server_is_down_the_invocation_fails_and_nothing_is_claimed_sto
     let ingest = env.ingest(&[("DEADLINE_MARGIN_MS", "0")]);
     server.stop();
     let event = kafka_event(&order_events("orders", 40));
-    let err = ingest.process(&event, Duration::from_secs(3)).await.unwrap_err();
+    let err = ingest
+        .process(event_bytes(&event), Duration::from_secs(3))
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(message.starts_with("40 of 40 records were not stored"), "{message}");
     // Back up (an empty server): redelivery then stores everything.
     server.restart().unwrap();
     let env = TestEnv::on(&server.endpoint).await;
     let ingest = env.ingest(&[]);
-    ingest.process(&event, BUDGET).await.unwrap();
+    ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(env.count_items().await, 40);
 }
 
@@ -185,7 +188,7 @@ async fn records_that_are_not_json_are_stored_as_they_came() {
         EventRecord::bytes("misc", 0, 2, None),
         EventRecord::bytes("misc", 0, 3, Some(b"plain text".to_vec())),
     ]);
-    let (_, summary) = ingest.process(&event, BUDGET).await.unwrap();
+    let (_, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(summary.stored, 3);
     let item = env
         .dynamodb
@@ -255,7 +258,7 @@ async fn every_fixture_message_is_stored_through_the_handler_with_the_fields_it_
             map => env.ingest(&[("TOPIC_SERVICE_MAP", map)]),
         };
         let event = json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "records": groups});
-        let (response, summary) = ingest.process(&event, BUDGET).await.unwrap();
+        let (response, summary) = ingest.process(event_bytes(&event), BUDGET).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(summary.stored, summary.records, "{summary:?}");
     }

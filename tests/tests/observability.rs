@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use integration_tests::{kafka_event, EventRecord, TestEnv};
+use integration_tests::{event_bytes, kafka_event, EventRecord, TestEnv};
 use serde_json::{json, Value};
 
 const BUDGET: Duration = Duration::from_secs(60);
@@ -71,7 +71,7 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
     let event = kafka_event(&records);
     let bytes: usize = records.iter().map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
 
-    let (_, summary) = env.ingest(&[]).process(&event, BUDGET).await.unwrap();
+    let (_, summary) = env.ingest(&[]).process(event_bytes(&event), BUDGET).await.unwrap();
     let lines = logs.take();
     let found = summaries(&lines);
     assert_eq!(found.len(), 1, "one summary line per invocation: {lines:?}");
@@ -87,7 +87,10 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
     assert!(!text.contains(SECRET), "a payload reached the logs by default: {text}");
 
     // An event that is not a Kafka event: still one summary line, and the error.
-    let not_kafka = env.ingest(&[]).process(&json!({"Records": []}), BUDGET).await;
+    let not_kafka = env
+        .ingest(&[])
+        .process(event_bytes(&json!({"Records": []})), BUDGET)
+        .await;
     assert!(not_kafka.is_err());
     let lines = logs.take();
     assert_eq!(summaries(&lines).len(), 1, "{lines:?}");
@@ -95,7 +98,7 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
 
     // Opted in: the payloads are logged.
     env.ingest(&[("LOG_PAYLOADS", "true")])
-        .process(&event, BUDGET)
+        .process(event_bytes(&event), BUDGET)
         .await
         .unwrap();
     let lines = logs.take();

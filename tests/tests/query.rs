@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::{dynamodb_client, kafka_event, s3_client, EventRecord, QueryServer, TestEnv};
+use integration_tests::{dynamo_store, dynamodb_client, event_bytes, kafka_event, EventRecord, QueryServer, TestEnv};
 use query::cursor::{query_digest, CursorSigner, Position};
 use query::params::MAX_ID_BYTES;
 use serde_json::{json, Value};
@@ -103,7 +103,7 @@ async fn fixture(records: Vec<EventRecord>) -> Fixture {
     let ingest = env.ingest(&[("TOPIC_SERVICE_MAP", "shipping=shipping-service")]);
     for chunk in records.chunks(2_000) {
         ingest
-            .process(&kafka_event(chunk), Duration::from_secs(120))
+            .process(event_bytes(&kafka_event(chunk)), Duration::from_secs(120))
             .await
             .expect("ingest");
     }
@@ -298,7 +298,7 @@ async fn a_cursor_that_was_tampered_with_or_belongs_to_another_query_is_refused(
 #[tokio::test]
 async fn one_notification_is_served_with_its_payload_in_the_right_form() {
     let big_json = json!({"orderId": "o-big", "lines": vec![json!({"sku": "ABC-123", "qty": 1}); 30_000]});
-    let random = shared::memory::noise(1_048_576);
+    let random = shared::fixtures::noise(1_048_576);
     let mut records = vec![
         EventRecord::bytes(
             "raw",
@@ -694,7 +694,7 @@ async fn a_correlation_id_longer_than_dynamodbs_index_key_limit_is_found_by_list
     let long_id = format!("flow-{}", "c".repeat(2995));
     assert_eq!(long_id.len(), 3000);
     // The index holds the digest of an id this long; an id that is literally that digest shares its partition.
-    let digest_key = shared::table::index_key(&long_id);
+    let digest_key = shared::dynamo::table::index_key(&long_id);
     assert!(digest_key.starts_with("sha256:"), "{digest_key}");
     let f = fixture(vec![
         EventRecord::json(
@@ -800,7 +800,7 @@ async fn no_endpoint_scans_the_table() {
     }));
     // Written straight to the server: the proxy sees only what the query API asks.
     env.ingest(&[])
-        .process(&kafka_event(&records), Duration::from_secs(120))
+        .process(event_bytes(&kafka_event(&records)), Duration::from_secs(120))
         .await
         .expect("ingest");
     let no_faults = FaultPlan {
@@ -816,7 +816,7 @@ async fn no_endpoint_scans_the_table() {
         _ => None,
     })
     .expect("valid query config");
-    let app = query::app(&config, dynamodb_client(&proxy.endpoint), s3_client(&proxy.endpoint));
+    let app = query::app(&config, std::sync::Arc::new(dynamo_store(&proxy.endpoint, &env.table)));
     let server = QueryServer::serve(app).await;
     let contract = Contract::fetch(&server).await;
     assert_eq!(

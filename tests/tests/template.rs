@@ -73,7 +73,7 @@ fn shared_table() -> TableShape {
         .region(Region::new("us-east-1"))
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let request = shared::table::create_table(&client, "notifications");
+    let request = shared::dynamo::table::create_table(&client, "notifications");
     let input = request.as_input();
     let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
         schema
@@ -191,7 +191,7 @@ fn the_deployed_table_has_the_indexes_of_the_shared_definition() {
     for (name, index) in &shared.indexes {
         assert_eq!(&deployed.indexes[name], index, "index {name}");
     }
-    assert_eq!(shared.indexes.len(), shared::table::INDEXES.len());
+    assert_eq!(shared.indexes.len(), shared::dynamo::table::INDEXES.len());
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn the_deployed_table_expires_records_on_the_shared_ttl_attribute() {
     let ttl = &table["TimeToLiveSpecification"];
     assert_eq!(
         text(&ttl["AttributeName"], "TTL attribute"),
-        shared::table::TTL_ATTRIBUTE
+        shared::dynamo::table::TTL_ATTRIBUTE
     );
     assert_eq!(ttl["Enabled"], Value::Bool(true), "TTL is enabled");
 }

@@ -34,7 +34,7 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
 /// Creates the table (from the shared definition) and the bucket, unless they exist.
 pub async fn ensure_table_and_bucket(config: &SdkConfig, table: &str, bucket: &str) -> anyhow::Result<()> {
     let dynamodb = aws_sdk_dynamodb::Client::new(config);
-    if let Err(err) = shared::table::create_table(&dynamodb, table).send().await {
+    if let Err(err) = shared::dynamo::table::create_table(&dynamodb, table).send().await {
         let exists = err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception());
         anyhow::ensure!(
             exists,
@@ -42,7 +42,7 @@ pub async fn ensure_table_and_bucket(config: &SdkConfig, table: &str, bucket: &s
             aws_sdk_dynamodb::error::DisplayErrorContext(err)
         );
     }
-    let s3 = shared::store::s3_client(config);
+    let s3 = shared::dynamo::s3_client(config);
     if let Err(err) = s3.create_bucket().bucket(bucket).send().await {
         let exists = err
             .as_service_error()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::config::{IngestConfig, QueryConfig};
-use shared::store::{DynamoStore, S3Store};
+use shared::dynamo::DynamoStore;
 use tokio::sync::watch;
 
 use crate::esm::{self, EsmConfig, InProcess, Invoke, LambdaInvoke};
@@ -146,15 +146,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 "PAYLOAD_BUCKET" => Some(args.bucket.clone()),
                 other => std::env::var(other).ok(),
             })?;
-            let table = DynamoStore::new(crate::aws::dynamodb_client(&aws), args.table.clone());
-            let blobs = S3Store::new(shared::store::s3_client(&aws));
+            let store = DynamoStore::new(
+                crate::aws::dynamodb_client(&aws),
+                shared::dynamo::s3_client(&aws),
+                args.table.clone(),
+            )
+            .with_layout(ingest_config.layout.clone())
+            .with_write_options(ingest_config.write);
             line("ingest", "handler in-process");
             Arc::new(InProcess {
-                ingest: Arc::new(ingest::handler::Ingest::new(
-                    Arc::new(table),
-                    Arc::new(blobs),
-                    ingest_config,
-                )),
+                ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
                 timeout: Duration::from_secs(60),
             })
         }
@@ -189,11 +190,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "TABLE_NAME" => Some(args.table.clone()),
         other => std::env::var(other).ok(),
     })?;
-    let app = query::app(
-        &query_config,
+    let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
-        shared::store::s3_client(&aws),
+        shared::dynamo::s3_client(&aws),
+        args.table.clone(),
     );
+    let app = query::app(&query_config, Arc::new(store));
     let listener = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.api_listen))?;

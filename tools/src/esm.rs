@@ -21,7 +21,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use shared::writer::Backoff;
+use shared::dynamo::retry::Backoff;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -150,7 +150,9 @@ pub struct InProcess {
 #[async_trait]
 impl Invoke for InProcess {
     async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
-        match self.ingest.process(event, self.timeout).await {
+        // The bytes Lambda would receive, through the decoder the deployed function runs.
+        let bytes = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+        match self.ingest.process(bytes, self.timeout).await {
             Ok((response, _)) => read_response(&serde_json::to_value(response).map_err(|e| e.to_string())?),
             Err(err) => Err(err.to_string()),
         }
@@ -511,7 +513,7 @@ mod tests {
         assert!(event["records"]["orders-1"][1].get("value").is_none());
         assert_eq!(event["records"]["pay-ments-0"][0]["offset"], 3);
         // The ingest function reads it back exactly.
-        let decoded = shared::decode::decode_event(&event).unwrap();
+        let decoded = shared::decode::decode_event_bytes(&serde_json::to_vec(&event).unwrap()).unwrap();
         assert_eq!(decoded.records.len(), 3);
         assert_eq!(
             decoded.records[0].headers,

@@ -79,14 +79,15 @@ pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::
         }),
         None => {
             let ingest_config = shared::config::IngestConfig::from_env()?;
-            let table = shared::store::DynamoStore::new(aws::dynamodb_client(&aws), ingest_config.table.clone());
-            let blobs = shared::store::S3Store::new(shared::store::s3_client(&aws));
+            let store = shared::dynamo::DynamoStore::new(
+                aws::dynamodb_client(&aws),
+                shared::dynamo::s3_client(&aws),
+                ingest_config.table.clone(),
+            )
+            .with_layout(ingest_config.layout.clone())
+            .with_write_options(ingest_config.write);
             Arc::new(esm::InProcess {
-                ingest: Arc::new(ingest::handler::Ingest::new(
-                    Arc::new(table),
-                    Arc::new(blobs),
-                    ingest_config,
-                )),
+                ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
                 timeout: Duration::from_secs(invoke.timeout_seconds),
             })
         }

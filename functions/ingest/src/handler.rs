@@ -9,14 +9,11 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde::Serialize;
-use serde_json::Value;
 use shared::config::{FailureMode, IngestConfig};
 use shared::decode::{self, DecodedEvent, EventError, KafkaTrigger};
-use shared::item::{self, PreparedItem};
-use shared::model::KafkaMessage;
+use shared::model::{KafkaMessage, Notification};
 use shared::normalize::{self, Context};
-use shared::store::{BatchPut, BlobPut};
-use shared::writer::{self, Failure};
+use shared::ports::{Failure, NotificationSink, NotificationSource, WriteError};
 use tokio::time::Instant;
 
 /// The invocation budget used when the runtime gives no deadline (tests, local runs).
@@ -28,12 +25,14 @@ pub enum IngestError {
     #[error("not a Kafka trigger event: {0}")]
     NotKafka(#[from] EventError),
     #[error(
-        "{failed} of {total} records were not stored ({reason}); failing the invocation so the trigger delivers them again"
+        "{failed} of {total} records were not stored ({first}); failing the invocation so the trigger delivers them again"
     )]
     NotStored {
         failed: usize,
         total: usize,
-        reason: String,
+        /// Why the first of them was not stored.
+        #[source]
+        first: Arc<WriteError>,
         failures: Vec<Failure>,
     },
 }
@@ -89,48 +88,68 @@ pub struct InvocationSummary {
 
 /// The ingest function's state, built once at start.
 pub struct Ingest {
-    table: Arc<dyn BatchPut>,
-    blobs: Arc<dyn BlobPut>,
+    sink: Arc<dyn NotificationSink>,
     config: IngestConfig,
 }
 
+/// One batch's records as the sink takes them: each normalized only when its write is next, and counted and
+/// logged the first time.
+struct Batch<'a> {
+    records: &'a [KafkaMessage],
+    context: Context<'a>,
+    built: Vec<AtomicBool>,
+    warnings: AtomicUsize,
+    log_payloads: bool,
+}
+
+impl NotificationSource for Batch<'_> {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn id(&self, index: usize) -> String {
+        self.records.get(index).map(KafkaMessage::id).unwrap_or_default()
+    }
+
+    fn build(&self, index: usize) -> Notification {
+        let notification = normalize::normalize(&self.records[index], &self.context);
+        let first = self.built.get(index).is_some_and(|b| !b.swap(true, Ordering::Relaxed));
+        if first {
+            self.warnings.fetch_add(notification.warnings.len(), Ordering::Relaxed);
+            if !notification.warnings.is_empty() {
+                let codes: Vec<&str> = notification.warnings.iter().map(|w| w.code.as_str()).collect();
+                tracing::info!(id = %notification.id, warnings = ?codes, "record normalized with warnings");
+            }
+            if self.log_payloads {
+                tracing::info!(id = %notification.id, payload = %String::from_utf8_lossy(notification.payload.as_deref().unwrap_or_default()), "payload");
+            }
+        }
+        notification
+    }
+}
+
 impl Ingest {
-    pub fn new(table: Arc<dyn BatchPut>, blobs: Arc<dyn BlobPut>, config: IngestConfig) -> Self {
-        Ingest { table, blobs, config }
+    pub fn new(sink: Arc<dyn NotificationSink>, config: IngestConfig) -> Self {
+        Ingest { sink, config }
     }
 
     pub fn config(&self) -> &IngestConfig {
         &self.config
     }
 
-    /// Like [`Ingest::process`], taking the event by value so that its JSON is freed as soon as it is decoded.
-    pub async fn process_owned(
+    /// Stores every record of the trigger event `event` (its JSON bytes, as Lambda delivers them) within
+    /// `budget`: what the local event source mapping, `ingest-file` and the tests call. The records are decoded
+    /// by the decoder the runtime runs ([`decode::decode_event_bytes`]), then stored as [`handle`] stores them.
+    pub async fn process(
         &self,
-        event: Value,
+        event: Vec<u8>,
         budget: Duration,
     ) -> Result<(Response, InvocationSummary), IngestError> {
         let started = Instant::now();
-        let decoded = decode::decode_event(&event).map_err(|error| rejected(error, started))?;
+        let decoded = decode::decode_event_bytes(&event).map_err(|error| rejected(error, started))?;
+        // The bytes are freed once decoded: a 6 MB event is not held twice while it is stored.
         drop(event);
         self.store(decoded, started, budget).await
-    }
-
-    /// Stores every record of `event` within `budget`.
-    pub async fn process(&self, event: &Value, budget: Duration) -> Result<(Response, InvocationSummary), IngestError> {
-        let started = Instant::now();
-        let decoded = decode::decode_event(event).map_err(|error| rejected(error, started))?;
-        self.store(decoded, started, budget).await
-    }
-
-    /// Stores every record of an event that was decoded while it was parsed ([`decode::decode_event_bytes`],
-    /// or [`KafkaTrigger`] as the Lambda payload type): the lean path, which never holds the event as a JSON
-    /// tree. A full 6 MB batch then needs the decoded records and the items in flight, little more.
-    pub async fn process_decoded(
-        &self,
-        event: DecodedEvent,
-        budget: Duration,
-    ) -> Result<(Response, InvocationSummary), IngestError> {
-        self.store(event, Instant::now(), budget).await
     }
 
     async fn store(
@@ -141,78 +160,45 @@ impl Ingest {
     ) -> Result<(Response, InvocationSummary), IngestError> {
         let deadline = started + budget.saturating_sub(self.config.deadline_margin);
         let received_at: DateTime<Utc> = Utc::now();
-        let context = Context {
-            received_at,
-            topic_services: &self.config.topic_services,
-        };
         let mut summary = InvocationSummary {
             records: event.records.len(),
             bytes: event.records.iter().map(|m| m.value.as_ref().map_or(0, Vec::len)).sum(),
             ..Default::default()
         };
-        let warnings = AtomicUsize::new(0);
-        let offloaded = AtomicUsize::new(0);
-        // Each record is normalized and laid out only when its BatchWriteItem is next: a full batch of
-        // 10,000 records never holds more than the items in flight (see `writer::write_lazily`). A record
-        // whose request must be sent again is built again; it is counted and logged once.
-        let built: Vec<AtomicBool> = event.records.iter().map(|_| AtomicBool::new(false)).collect();
-        let build = |(index, message): (usize, &KafkaMessage)| -> Result<PreparedItem, Failure> {
-            let first = built.get(index).is_some_and(|b| !b.swap(true, Ordering::Relaxed));
-            let notification = normalize::normalize(message, &context);
-            if first {
-                warnings.fetch_add(notification.warnings.len(), Ordering::Relaxed);
-                if !notification.warnings.is_empty() {
-                    tracing::info!(id = %notification.id, warnings = ?notification.warnings, "record normalized with warnings");
-                }
-                if self.config.log_payloads {
-                    tracing::info!(id = %notification.id, payload = %String::from_utf8_lossy(notification.payload.as_deref().unwrap_or_default()), "payload");
-                }
-            }
-            let id = notification.id.clone();
-            let prepared =
-                item::prepare_owned(notification, &self.config.layout, received_at.timestamp()).map_err(|err| {
-                    Failure {
-                        id,
-                        reason: err.to_string(),
-                    }
-                })?;
-            if first && !prepared.blobs.is_empty() {
-                offloaded.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(prepared)
+        // Each record is normalized only when its write is next: a full batch of 10,000 records never holds
+        // more than the items in flight. A record whose write must be sent again is built again; it is
+        // counted and logged once.
+        let batch = Batch {
+            records: &event.records,
+            context: Context {
+                received_at,
+                topic_services: &self.config.topic_services,
+            },
+            built: event.records.iter().map(|_| AtomicBool::new(false)).collect(),
+            warnings: AtomicUsize::new(0),
+            log_payloads: self.config.log_payloads,
         };
-        let outcome = writer::write_lazily(
-            event.records.iter().enumerate(),
-            |(_, message): &(usize, &KafkaMessage)| message.id(),
-            build,
-            self.table.as_ref(),
-            self.blobs.as_ref(),
-            self.config.layout.bucket.as_deref(),
-            self.config.write,
-            deadline,
-        )
-        .await;
-        let failures = outcome.failed;
-        summary.warnings = warnings.into_inner();
-        summary.offloaded = offloaded.into_inner();
-        summary.stored = outcome.stored;
-        summary.retried = outcome.retries;
+        let report = self.sink.store(&batch, deadline).await;
+        let failures = report.failed;
+        summary.warnings = batch.warnings.into_inner();
+        summary.offloaded = report.offloaded;
+        summary.stored = report.stored;
+        summary.retried = report.retries;
         summary.failed = failures.len();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         emit(&summary);
 
-        if failures.is_empty() {
+        let Some(first) = failures.first().map(|f| f.error.clone()) else {
             return Ok((
                 Response {
                     batch_item_failures: Vec::new(),
                 },
                 summary,
             ));
-        }
+        };
         for failure in failures.iter().take(5) {
-            tracing::warn!(id = %failure.id, reason = %failure.reason, "record not stored");
+            tracing::warn!(id = %failure.id, kind = failure.error.kind(), error = %failure.error, "record not stored");
         }
-        let reason = failures.first().map(|f| f.reason.clone()).unwrap_or_default();
         if self.config.failure_mode == FailureMode::ReportBatchItemFailures {
             if let Some(response) = batch_item_failures(&event.records, &failures) {
                 return Ok((response, summary));
@@ -221,7 +207,7 @@ impl Ingest {
         Err(IngestError::NotStored {
             failed: failures.len(),
             total: summary.records,
-            reason,
+            first,
             failures,
         })
     }
@@ -299,22 +285,15 @@ pub fn budget_from(deadline_ms: u64, now: SystemTime) -> Duration {
         .unwrap_or_default()
 }
 
-/// The Lambda entry point.
-pub async fn handle(ingest: &Ingest, event: LambdaEvent<Value>) -> Result<Response, IngestError> {
+/// The Lambda entry point: `service_fn(|event: LambdaEvent<KafkaTrigger>| ..)` has the runtime decode the
+/// records while it parses the event ([`KafkaTrigger`] runs [`decode::decode_event_bytes`]'s decoder), instead
+/// of building the event's JSON tree first.
+pub async fn handle(ingest: &Ingest, event: LambdaEvent<KafkaTrigger>) -> Result<Response, IngestError> {
+    let started = Instant::now();
     let budget = budget_from(event.context.deadline, SystemTime::now());
+    let decoded = event.payload.0.map_err(|error| rejected(error, started))?;
     ingest
-        .process_owned(event.payload, budget)
-        .await
-        .map(|(response, _)| response)
-}
-
-/// The Lambda entry point for the lean payload type: `service_fn(|event: LambdaEvent<KafkaTrigger>| ..)` has the
-/// runtime decode the records while it parses the event, instead of building the event's JSON tree first.
-pub async fn handle_trigger(ingest: &Ingest, event: LambdaEvent<KafkaTrigger>) -> Result<Response, IngestError> {
-    let budget = budget_from(event.context.deadline, SystemTime::now());
-    let decoded = event.payload.0.map_err(|error| rejected(error, Instant::now()))?;
-    ingest
-        .process_decoded(decoded, budget)
+        .store(decoded, started, budget)
         .await
         .map(|(response, _)| response)
 }
@@ -324,6 +303,7 @@ mod tests {
     use super::*;
     use lambda_runtime::Context as LambdaContext;
     use serde_json::json;
+    use serde_json::Value;
     use shared::config::IngestConfig;
     use shared::memory::{Faults, InMemoryStore};
 
@@ -334,11 +314,19 @@ mod tests {
     }
 
     fn ingest_with(store: &Arc<InMemoryStore>, extra: &[(&str, &str)]) -> Ingest {
-        Ingest::new(store.clone(), store.clone(), config(extra))
+        Ingest::new(store.clone(), config(extra))
     }
 
     fn b64(text: &[u8]) -> String {
-        shared::item::b64(text)
+        shared::dynamo::codec::b64(text)
+    }
+
+    fn bytes(event: &Value) -> Vec<u8> {
+        serde_json::to_vec(event).unwrap()
+    }
+
+    fn trigger(event: &str) -> LambdaEvent<KafkaTrigger> {
+        LambdaEvent::new(serde_json::from_str(event).unwrap(), LambdaContext::default())
     }
 
     fn event(records: &[(&str, i64, i64, Option<&[u8]>)]) -> Value {
@@ -356,36 +344,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_aws_sample_msk_event_is_stored() {
+    async fn the_aws_sample_msk_event_is_stored_and_other_events_are_rejected_clearly() {
         let store = Arc::new(InMemoryStore::new());
         let ingest = ingest_with(&store, &[]);
-        let sample: Value = serde_json::from_str(include_str!("../../../fixtures/events/msk-sample.json")).unwrap();
-        let response = handle(&ingest, LambdaEvent::new(sample, LambdaContext::default()))
-            .await
-            .unwrap();
+        let response = handle(
+            &ingest,
+            trigger(include_str!("../../../fixtures/events/msk-sample.json")),
+        )
+        .await
+        .unwrap();
         assert!(response.batch_item_failures.is_empty());
         assert_eq!(store.len(), 1);
         assert_eq!(
             serde_json::to_value(&response).unwrap(),
             json!({"batchItemFailures": []})
         );
-    }
-
-    #[tokio::test]
-    async fn the_lean_payload_type_stores_the_sample_and_rejects_other_events_clearly() {
-        let store = Arc::new(InMemoryStore::new());
-        let ingest = ingest_with(&store, &[]);
-        let sample: KafkaTrigger =
-            serde_json::from_str(include_str!("../../../fixtures/events/msk-sample.json")).unwrap();
-        let response = handle_trigger(&ingest, LambdaEvent::new(sample, LambdaContext::default()))
-            .await
-            .unwrap();
-        assert!(response.batch_item_failures.is_empty());
-        assert_eq!(store.len(), 1);
-        let sqs: KafkaTrigger = serde_json::from_value(json!({"Records": []})).unwrap();
-        let err = handle_trigger(&ingest, LambdaEvent::new(sqs, LambdaContext::default()))
-            .await
-            .unwrap_err();
+        let err = handle(&ingest, trigger(r#"{"Records": []}"#)).await.unwrap_err();
         assert_eq!(Diagnostic::from(err).error_type, "NotAKafkaEvent");
     }
 
@@ -398,7 +372,7 @@ mod tests {
             .collect();
         let event = event(&records);
         for _ in 0..3 {
-            ingest.process(&event, DEFAULT_BUDGET).await.unwrap();
+            ingest.process(bytes(&event), DEFAULT_BUDGET).await.unwrap();
         }
         assert_eq!(store.len(), 60);
     }
@@ -408,26 +382,9 @@ mod tests {
         let store = Arc::new(InMemoryStore::new());
         let ingest = ingest_with(&store, &[]);
         let event = event(&[("t", 0, 1, Some(b"a")), ("t", 0, 1, Some(b"a"))]);
-        let (_, summary) = ingest.process(&event, DEFAULT_BUDGET).await.unwrap();
+        let (_, summary) = ingest.process(bytes(&event), DEFAULT_BUDGET).await.unwrap();
         assert_eq!(store.len(), 1);
         assert_eq!(summary.stored, 1);
-    }
-
-    #[tokio::test]
-    async fn throttling_and_unprocessed_items_are_retried_until_everything_is_stored() {
-        let store = Arc::new(InMemoryStore::new());
-        store.set_faults(Faults {
-            throttle_batches: 3,
-            unprocess_batches: 4,
-            unprocess_items: 10,
-            ..Faults::default()
-        });
-        let ingest = ingest_with(&store, &[]);
-        let records: Vec<(&str, i64, i64, Option<&[u8]>)> = (0..100).map(|i| ("t", 0, i, Some(&b"x"[..]))).collect();
-        let (_, summary) = ingest.process(&event(&records), DEFAULT_BUDGET).await.unwrap();
-        assert_eq!(store.len(), 100);
-        assert_eq!(summary.stored, 100);
-        assert!(summary.retried >= 7, "{summary:?}");
     }
 
     #[tokio::test]
@@ -440,7 +397,7 @@ mod tests {
         let ingest = ingest_with(&store, &[("DEADLINE_MARGIN_MS", "0")]);
         let records: Vec<(&str, i64, i64, Option<&[u8]>)> = (0..30).map(|i| ("t", 0, i, Some(&b"x"[..]))).collect();
         let err = ingest
-            .process(&event(&records), Duration::from_millis(300))
+            .process(bytes(&event(&records)), Duration::from_millis(300))
             .await
             .unwrap_err();
         let message = err.to_string();
@@ -471,7 +428,7 @@ mod tests {
             ("a", 1, 3, Some(b"x")),
             ("b-c", 2, 5, None),
         ]);
-        let (response, _) = ingest.process(&event, Duration::from_millis(200)).await.unwrap();
+        let (response, _) = ingest.process(bytes(&event), Duration::from_millis(200)).await.unwrap();
         assert_eq!(
             serde_json::to_value(response).unwrap(),
             json!({"batchItemFailures": [
@@ -485,11 +442,11 @@ mod tests {
 
     #[tokio::test]
     async fn in_report_mode_a_stored_record_between_two_failed_ones_does_not_hide_the_second() {
-        // Offsets 8 and 10 need S3 (incompressible, over the item limit) and S3 is failing; 9 is stored. Naming
-        // only offset 8 would acknowledge 10 to a mapping that retries only the records listed.
+        // Offsets 8 and 10 are large, and storing large payloads fails; 9 is stored. Naming only offset 8 would
+        // acknowledge 10 to a mapping that retries only the records listed.
         let store = Arc::new(InMemoryStore::new());
         store.set_faults(Faults {
-            fail_blob_puts: usize::MAX,
+            fail_payloads_over: Some(300_000),
             ..Faults::default()
         });
         let ingest = ingest_with(
@@ -506,7 +463,7 @@ mod tests {
             ("a", 0, 9, Some(b"{}")),
             ("a", 0, 10, Some(&big)),
         ]);
-        let (response, summary) = ingest.process(&event, Duration::from_millis(300)).await.unwrap();
+        let (response, summary) = ingest.process(bytes(&event), Duration::from_millis(300)).await.unwrap();
         assert_eq!(summary.stored, 1, "{summary:?}");
         assert_eq!(
             serde_json::to_value(response).unwrap(),
@@ -523,40 +480,30 @@ mod tests {
         let store = Arc::new(InMemoryStore::new());
         let ingest = ingest_with(&store, &[]);
         for event in [json!({"Records": []}), json!("text"), json!({"eventSource": "aws:sqs"})] {
-            let err = ingest.process(&event, DEFAULT_BUDGET).await.unwrap_err();
+            let err = ingest.process(bytes(&event), DEFAULT_BUDGET).await.unwrap_err();
             assert!(matches!(err, IngestError::NotKafka(_)), "{err}");
             assert_eq!(Diagnostic::from(err).error_type, "NotAKafkaEvent");
         }
     }
 
     #[tokio::test]
-    async fn a_payload_too_large_for_an_item_goes_to_the_bucket() {
-        let store = Arc::new(InMemoryStore::new());
-        let ingest = ingest_with(&store, &[("PAYLOAD_BUCKET", "payloads")]);
-        let big = shared::memory::noise(1_000_000);
-        let (_, summary) = ingest
-            .process(&event(&[("t", 0, 1, Some(&big))]), DEFAULT_BUDGET)
-            .await
-            .unwrap();
-        assert_eq!(summary.offloaded, 1);
-        assert_eq!(store.blob_count(), 1);
-        assert_eq!(store.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn without_a_bucket_an_oversized_payload_fails_the_invocation_instead_of_vanishing() {
+    async fn bytes_that_are_not_json_are_rejected_clearly() {
         let store = Arc::new(InMemoryStore::new());
         let ingest = ingest_with(&store, &[]);
-        let big = shared::memory::noise(1_000_000);
-        let err = ingest
-            .process(
-                &event(&[("t", 0, 1, Some(&big)), ("t", 0, 2, Some(b"ok"))]),
-                DEFAULT_BUDGET,
-            )
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("PAYLOAD_BUCKET"), "{err}");
-        assert_eq!(store.len(), 1, "the other record is still stored");
+        for event in [
+            &b"\xff\x00"[..],
+            b"{\"eventSource\": \"aws:kafka\", \"records\": {",
+            b"",
+        ] {
+            let err = ingest.process(event.to_vec(), DEFAULT_BUDGET).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("not a Kafka trigger event: the event is not JSON"),
+                "{err}"
+            );
+        }
+        assert!(store.is_empty());
+        assert_eq!(store.store_calls(), 0);
     }
 
     #[test]

@@ -6,17 +6,11 @@ use ingest::handler::{self, Ingest};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::config::IngestConfig;
 use shared::decode::KafkaTrigger;
-use shared::store::{DynamoStore, S3Store};
+use shared::dynamo::DynamoStore;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    shared::logging::lambda();
     let config = IngestConfig::from_env()?;
     let metrics = metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace("NotificationEventLog")
@@ -33,15 +27,20 @@ async fn main() -> Result<(), Error> {
         .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
-    let table = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), config.table.clone());
-    let blobs = S3Store::new(shared::store::s3_client(&aws));
-    let ingest = Arc::new(Ingest::new(Arc::new(table), Arc::new(blobs), config));
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        shared::dynamo::s3_client(&aws),
+        config.table.clone(),
+    )
+    .with_layout(config.layout.clone())
+    .with_write_options(config.write);
+    let ingest = Arc::new(Ingest::new(Arc::new(store), config));
     metrics_cloudwatch_embedded::lambda::service::run(
         metrics,
         // The records are decoded while the runtime parses the event: no JSON tree of a 6 MB batch is built.
         service_fn(move |event: LambdaEvent<KafkaTrigger>| {
             let ingest = ingest.clone();
-            async move { handler::handle_trigger(&ingest, event).await }
+            async move { handler::handle(&ingest, event).await }
         }),
     )
     .await

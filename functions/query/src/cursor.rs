@@ -13,13 +13,7 @@ use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Where a page ended: the index key of its last item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    pub id: String,
-    pub index_key: String,
-    pub sort_key: String,
-}
+pub use shared::ports::Position;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {

@@ -1,23 +1,24 @@
-//! The query function: the HTTP API over the stored notifications (see [`api`]).
+//! The query function: the HTTP API over the stored notifications. [`routes`] parses requests and writes
+//! answers over the [`read`] service, which asks the store's ports; [`timeline`] is pure.
 
-pub mod api;
 pub mod cursor;
 pub mod openapi;
 pub mod params;
 pub mod problem;
+pub mod read;
+pub mod routes;
+pub mod timeline;
 
 use std::sync::Arc;
 
 use shared::config::QueryConfig;
-use shared::store::{DynamoStore, S3Store};
+use shared::ports::{NotificationIndex, NotificationReader};
 
-/// Builds the router over DynamoDB and S3 clients, as both Lambda and the local server run it.
-pub fn app(config: &QueryConfig, dynamodb: aws_sdk_dynamodb::Client, s3: aws_sdk_s3::Client) -> axum::Router {
-    let store = Arc::new(DynamoStore::new(dynamodb, config.table.clone()));
-    api::router(api::AppState {
-        index: store.clone(),
-        items: store,
-        blobs: Arc::new(S3Store::new(s3)),
-        cursors: cursor::CursorSigner::new(config.cursor_secret.clone(), config.cursor_ttl.as_secs() as i64),
-    })
+/// Builds the router over a store (DynamoDB and S3 in Lambda and locally; the in-memory double in tests).
+pub fn app<S>(config: &QueryConfig, store: Arc<S>) -> axum::Router
+where
+    S: NotificationIndex + NotificationReader + 'static,
+{
+    let cursors = cursor::CursorSigner::new(config.cursor_secret.clone(), config.cursor_ttl.as_secs() as i64);
+    routes::router(read::ReadService::new(store.clone(), store, cursors))
 }

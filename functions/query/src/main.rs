@@ -1,17 +1,13 @@
 //! Wiring only: logging, configuration and SDK clients once at start, then the HTTP router under lambda_http.
 
+use std::sync::Arc;
+
 use lambda_http::{run, Error};
 use shared::config::QueryConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
+    shared::logging::lambda();
     let config = QueryConfig::from_env()?;
     if config.cursor_secret_generated {
         tracing::warn!(
@@ -19,10 +15,11 @@ async fn main() -> Result<(), Error> {
         );
     }
     let aws = aws_config::load_from_env().await;
-    let app = query::app(
-        &config,
+    let store = shared::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
-        shared::store::s3_client(&aws),
+        shared::dynamo::s3_client(&aws),
+        config.table.clone(),
     );
+    let app = query::app(&config, Arc::new(store));
     run(app).await
 }

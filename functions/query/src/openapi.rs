@@ -4,10 +4,13 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 use shared::model::{Data, Extracted, Header, PayloadFormat, Summary};
-use utoipa::OpenApi;
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
 
-use crate::api::{Health, Page, Step, Timeline};
 use crate::problem::Problem;
+use crate::read::Page;
+use crate::routes::Health;
+use crate::timeline::{Step, Timeline};
 
 /// One notification with its headers and payload (`GET /notifications/{id}`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -41,11 +44,11 @@ pub enum PayloadEncoding {
         license(name = "Apache-2.0")
     ),
     paths(
-        crate::api::health,
-        crate::api::openapi_document,
-        crate::api::list_notifications,
-        crate::api::get_notification,
-        crate::api::timeline,
+        crate::routes::health,
+        crate::routes::openapi_document,
+        crate::routes::list_notifications,
+        crate::routes::get_notification,
+        crate::routes::timeline,
     ),
     components(schemas(
         Page,
@@ -60,9 +63,52 @@ pub enum PayloadEncoding {
         Problem,
         NotificationDetail,
         PayloadEncoding
-    ))
+    )),
+    modifiers(&ServerErrors)
 )]
 pub struct ApiDoc;
+
+/// Declares, once for every operation, the two server errors any of them can answer: 500 and 503, as problem
+/// documents.
+struct ServerErrors;
+
+impl Modify for ServerErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    crate::problem::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                responses.insert(
+                    "500".into(),
+                    problem("An internal error occurred; it has been logged").into(),
+                );
+                responses.insert(
+                    "503".into(),
+                    problem("The service or its store (DynamoDB, S3) is busy or unavailable; try again shortly").into(),
+                );
+            }
+        }
+    }
+}
 
 /// The document as JSON text, built once.
 pub fn document_json() -> &'static str {

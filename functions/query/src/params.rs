@@ -1,7 +1,7 @@
 //! Parsing and validating query strings, pure. Every rule answers a bad request with what is wrong.
 
 use shared::normalize::{format_time, parse_time_text};
-use shared::table::Lookup;
+use shared::ports::Lookup;
 
 /// The longest id the API takes, in bytes. Longer than DynamoDB's index key limits (those are found through
 /// their digest), and as long as API Gateway lets through in a request line.

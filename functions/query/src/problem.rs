@@ -4,7 +4,7 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use shared::store::StoreError;
+use shared::ports::ReadError;
 
 /// The media type of problem answers.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -33,23 +33,28 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// DynamoDB or S3 failed (throttled, down): try again later.
     #[error("the store is unavailable: {0}")]
-    Unavailable(#[source] StoreError),
-    /// Something that should not happen: a malformed item, a payload that fails its digest.
+    Unavailable(#[source] ReadError),
+    /// Something that should not happen: a malformed item, a payload that fails its digest, a refused read.
     #[error("{0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
         if err.is_transient() {
             ApiError::Unavailable(err)
         } else {
-            ApiError::Internal(err.to_string())
+            ApiError::Internal(Box::new(err))
         }
     }
 }
 
 impl ApiError {
+    /// An internal error, its cause kept.
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(err))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

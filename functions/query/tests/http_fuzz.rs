@@ -8,60 +8,18 @@ use axum::body::Body;
 use axum::http::{Method, Request, Uri};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use shared::item::{prepare, Layout};
-use shared::memory::InMemoryStore;
-use shared::model::KafkaMessage;
-use shared::normalize::{normalize, Context, TopicServiceMap};
-use shared::store::BatchPut;
+use shared::memory::{sample_records, InMemoryStore};
 use tower::ServiceExt;
 
 fn app() -> axum::Router {
     static APP: OnceLock<axum::Router> = OnceLock::new();
     APP.get_or_init(|| {
         let store = Arc::new(InMemoryStore::new());
-        let services = TopicServiceMap::default();
-        let context = Context {
-            received_at: chrono::Utc::now(),
-            topic_services: &services,
-        };
-        let items: Vec<_> = (0..30i64)
-            .map(|offset| {
-                let value = format!(
-                    r#"{{"eventType":"E{}","orderId":"o-{}","customerId":"c-1","correlationId":"k-{}","time":{}}}"#,
-                    offset % 3,
-                    offset % 4,
-                    offset % 2,
-                    1_700_000_000 + offset
-                );
-                let message = KafkaMessage {
-                    topic: "t".into(),
-                    partition: 0,
-                    offset: Some(offset),
-                    timestamp: Some(1_700_000_000_000),
-                    timestamp_type: Some("CREATE_TIME".into()),
-                    key: None,
-                    value: Some(value.into_bytes()),
-                    headers: Vec::new(),
-                    warnings: Vec::new(),
-                    fingerprint: String::new(),
-                };
-                prepare(&normalize(&message, &context), &Layout::default(), 0)
-                    .expect("fits")
-                    .item
-            })
-            .collect();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        runtime.block_on(async {
-            for chunk in items.chunks(25) {
-                store.batch_put(chunk.to_vec()).await.expect("stored");
-            }
-        });
-        query::api::router(query::api::AppState {
-            index: store.clone(),
-            items: store.clone(),
-            blobs: store,
-            cursors: query::cursor::CursorSigner::new(vec![7; 32], 3600),
-        })
+        for record in sample_records() {
+            store.insert(record);
+        }
+        let cursors = query::cursor::CursorSigner::new(vec![7; 32], 3600);
+        query::routes::router(query::read::ReadService::new(store.clone(), store, cursors))
     })
     .clone()
 }

@@ -15,68 +15,41 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use clap::Parser;
 use ingest::handler::Ingest;
 use serde_json::json;
 use shared::config::IngestConfig;
-use shared::decode;
-use shared::store::{DynamoStore, S3Store};
+use shared::dynamo::DynamoStore;
 
-const USAGE: &str = "\
-usage: ingest-file [--create-table] [--check] [--budget-seconds N] [EVENT.json | -]
-
-Runs the ingest handler once on a Kafka trigger event (MSK or self-managed Kafka JSON), read from the
-file or, with -, from standard input. Configuration comes from the function's environment variables
-(TABLE_NAME is required; PAYLOAD_BUCKET, RETENTION_DAYS, ... as in the README) and the AWS SDK's
-(AWS_REGION, AWS_ENDPOINT_URL for a local DynamoDB such as moto, credentials).
-
-  --create-table        create TABLE_NAME from the project's table definition first (if it is missing);
-                        with no event, only that
-  --check               set up (configuration, SDK clients), print the ready line and exit: checks the
-                        environment, and is how `make bench` measures start-up on its own
-  --budget-seconds N    the invocation's time budget (default 900, Lambda's longest timeout)
-
-Prints `ready unix_ns=N` on standard error when set up, and the response and invocation summary as JSON
-on standard output. Exit status: 0 stored, 1 not all stored, 2 usage or configuration error.";
-
-#[derive(Debug)]
+/// Runs the ingest handler once on a Kafka trigger event (MSK or self-managed Kafka JSON), read from the file
+/// or, with -, from standard input. Configuration comes from the function's environment variables (TABLE_NAME
+/// is required; PAYLOAD_BUCKET, RETENTION_DAYS, ... as in the README) and the AWS SDK's (AWS_REGION,
+/// AWS_ENDPOINT_URL for a local DynamoDB such as moto, credentials).
+///
+/// Prints `ready unix_ns=N` on standard error when set up, and the response and invocation summary as JSON on
+/// standard output. Exit status: 0 stored, 1 not all stored, 2 usage or configuration error.
+#[derive(Debug, Parser)]
+#[command(name = "ingest-file", version)]
 struct Args {
+    /// Create TABLE_NAME from the project's table definition first (if it is missing); with no event, only that.
+    #[arg(long)]
     create_table: bool,
+    /// Set up (configuration, SDK clients), print the ready line and exit: checks the environment, and is how
+    /// `make bench` measures start-up on its own.
+    #[arg(long, conflicts_with = "event")]
     check: bool,
-    budget: Duration,
+    /// The invocation's time budget in seconds (default: Lambda's longest timeout).
+    #[arg(long = "budget-seconds", value_name = "N", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    budget_seconds: u64,
+    /// The event file, or - for standard input.
+    #[arg(value_name = "EVENT.json", required_unless_present_any = ["create_table", "check"])]
     event: Option<String>,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        create_table: false,
-        check: false,
-        budget: Duration::from_secs(900),
-        event: None,
-    };
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--create-table" => parsed.create_table = true,
-            "--check" => parsed.check = true,
-            "--budget-seconds" => {
-                let value = args.next().ok_or("--budget-seconds needs a value")?;
-                let seconds: u64 = value
-                    .parse()
-                    .map_err(|_| format!("--budget-seconds {value:?} is not a whole number"))?;
-                parsed.budget = Duration::from_secs(seconds);
-            }
-            "-h" | "--help" => return Err(String::new()),
-            _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
-            _ if parsed.event.is_some() => return Err(format!("one event file only, got {arg:?} too")),
-            _ => parsed.event = Some(arg),
-        }
+impl Args {
+    fn budget(&self) -> Duration {
+        Duration::from_secs(self.budget_seconds)
     }
-    if parsed.check && parsed.event.is_some() {
-        return Err("--check takes no event file".into());
-    }
-    if parsed.event.is_none() && !parsed.create_table && !parsed.check {
-        return Err("no event file given".into());
-    }
-    Ok(parsed)
 }
 
 fn read_event(path: &str) -> anyhow::Result<Vec<u8>> {
@@ -92,7 +65,7 @@ fn read_event(path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
-    match shared::table::create_table(client, name).send().await {
+    match shared::dynamo::table::create_table(client, name).send().await {
         Ok(_) => Ok(()),
         Err(err) if err.code() == Some("ResourceInUseException") => Ok(()),
         Err(err) => Err(anyhow::Error::new(err).context(format!("creating table {name}"))),
@@ -101,21 +74,14 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match Args::try_parse() {
         Ok(args) => args,
-        Err(problem) => {
-            if !problem.is_empty() {
-                eprintln!("ingest-file: {problem}\n");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(if problem.is_empty() { 0 } else { 2 });
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_target(false)
-        .init();
+    shared::logging::command_line("warn");
     match run(args).await {
         Ok(code) => code,
         Err(err) => {
@@ -137,25 +103,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.create_table {
         create_table(&dynamodb, &config.table).await?;
     }
-    let table = DynamoStore::new(dynamodb, config.table.clone());
-    let blobs = S3Store::new(shared::store::s3_client(&aws));
-    let ingest = Ingest::new(Arc::new(table), Arc::new(blobs), config);
+    let store = DynamoStore::new(dynamodb, shared::dynamo::s3_client(&aws), config.table.clone())
+        .with_layout(config.layout.clone())
+        .with_write_options(config.write);
+    let ingest = Ingest::new(Arc::new(store), config);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     eprintln!("ready unix_ns={}", now.as_nanos());
 
+    let budget = args.budget();
     let Some(path) = args.event.filter(|_| !args.check) else {
         return Ok(ExitCode::SUCCESS);
     };
     let bytes = read_event(&path)?;
-    // Decoded record by record while it is parsed, as the `KafkaTrigger` payload type has the Lambda runtime do
-    // (`handler::handle_trigger`); the bytes are freed once decoded.
-    let decoded = decode::decode_event_bytes(&bytes);
-    drop(bytes);
-    let outcome = match decoded {
-        Ok(event) => ingest.process_decoded(event, args.budget).await,
-        Err(err) => Err(err.into()),
-    };
-    match outcome {
+    // Decoded by the runtime's decoder; the bytes are freed once decoded.
+    match ingest.process(bytes, budget).await {
         Ok((response, summary)) => {
             println!("{}", json!({"response": response, "summary": summary}));
             Ok(if summary.failed == 0 {
@@ -174,17 +135,19 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args(args.iter().map(|a| a.to_string()))
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("ingest-file").chain(args.iter().copied()))
     }
 
     #[test]
     fn an_event_file_and_options_are_read() {
         let args = parse(&["--budget-seconds", "30", "--create-table", "event.json"]).unwrap();
         assert!(args.create_table);
-        assert_eq!(args.budget, Duration::from_secs(30));
+        assert_eq!(args.budget(), Duration::from_secs(30));
         assert_eq!(args.event.as_deref(), Some("event.json"));
+        assert_eq!(parse(&["-"]).unwrap().budget(), Duration::from_secs(900));
     }
 
     #[test]
@@ -196,13 +159,21 @@ mod tests {
 
     #[test]
     fn bad_command_lines_are_refused_with_the_reason() {
-        assert!(parse(&[]).unwrap_err().contains("no event file"));
-        assert!(parse(&["a.json", "b.json"]).unwrap_err().contains("one event file"));
-        assert!(parse(&["--budget-seconds", "soon", "a.json"])
-            .unwrap_err()
-            .contains("not a whole number"));
-        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unknown option"));
-        assert!(parse(&["--check", "a.json"]).unwrap_err().contains("no event file"));
-        assert_eq!(parse(&["--help"]).unwrap_err(), "");
+        let kind = |args: &[&str]| parse(args).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(kind(&[]), Err(ErrorKind::MissingRequiredArgument));
+        assert_eq!(kind(&["a.json", "b.json"]), Err(ErrorKind::UnknownArgument));
+        assert_eq!(
+            kind(&["--budget-seconds", "soon", "a.json"]),
+            Err(ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["--budget-seconds", "0", "a.json"]),
+            Err(ErrorKind::ValueValidation)
+        );
+        assert_eq!(kind(&["--frobnicate"]), Err(ErrorKind::UnknownArgument));
+        assert_eq!(kind(&["--check", "a.json"]), Err(ErrorKind::ArgumentConflict));
+        assert_eq!(kind(&["--help"]), Err(ErrorKind::DisplayHelp));
+        let message = parse(&["--budget-seconds", "soon", "a.json"]).unwrap_err().to_string();
+        assert!(message.contains("--budget-seconds"), "{message}");
     }
 }

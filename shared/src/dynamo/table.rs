@@ -14,12 +14,58 @@ use aws_sdk_dynamodb::types::{
 };
 use sha2::{Digest, Sha256};
 
+use super::codec::Item;
+use crate::ports::{Lookup, Position};
+
+/// Every attribute name of an item, defined once.
+pub mod attr {
+    /// The table's partition key.
+    pub const ID: &str = "id";
+    /// The item layout version.
+    pub const VERSION: &str = "v";
+    pub const SOURCE_TOPIC: &str = "source_topic";
+    pub const PARTITION: &str = "partition";
+    pub const OFFSET: &str = "offset";
+    pub const KAFKA_TIMESTAMP: &str = "kafka_timestamp";
+    pub const TIMESTAMP_TYPE: &str = "timestamp_type";
+    pub const KEY: &str = "key";
+    pub const HEADERS: &str = "headers";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const CORRELATION_ID: &str = "correlation_id";
+    pub const ORDER_ID: &str = "order_id";
+    pub const CUSTOMER_ID: &str = "customer_id";
+    pub const SOURCE_SERVICE: &str = "source_service";
+    pub const EVENT_ID: &str = "event_id";
+    pub const OCCURRED_AT: &str = "occurred_at";
+    pub const RECEIVED_AT: &str = "received_at";
+    pub const PAYLOAD_FORMAT: &str = "payload_format";
+    pub const PAYLOAD_SIZE: &str = "payload_size";
+    pub const SCHEMA_ID: &str = "schema_id";
+    pub const WARNINGS: &str = "warnings";
+    /// The payload, inline.
+    pub const PAYLOAD: &str = "payload";
+    /// The payload, compressed with zstd.
+    pub const PAYLOAD_ZSTD: &str = "payload_zstd";
+    /// A pointer to the payload in S3.
+    pub const PAYLOAD_S3: &str = "payload_s3";
+    pub const PAYLOAD_SHA256: &str = "payload_sha256";
+    /// A pointer to the key and headers in S3, for records too large to keep them inline.
+    pub const EXTRAS_S3: &str = "extras_s3";
+    /// The sort key of every index.
+    pub const EVENT_SORT_KEY: &str = "event_sk";
+    /// The TTL attribute, present when a retention period is configured.
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const ORDER_KEY: &str = "order_key";
+    pub const CORRELATION_KEY: &str = "correlation_key";
+    pub const CUSTOMER_KEY: &str = "customer_key";
+}
+
 /// The table's partition key.
-pub const PARTITION_KEY: &str = "id";
+pub const PARTITION_KEY: &str = attr::ID;
 /// The sort key of every index.
-pub const EVENT_SORT_KEY: &str = "event_sk";
+pub const EVENT_SORT_KEY: &str = attr::EVENT_SORT_KEY;
 /// The TTL attribute, present when a retention period is configured.
-pub const TTL_ATTRIBUTE: &str = "expires_at";
+pub const TTL_ATTRIBUTE: &str = attr::EXPIRES_AT;
 
 /// One lookup index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,65 +79,56 @@ pub struct Index {
     pub field: &'static str,
 }
 
-/// The three ways to list notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lookup {
-    Order,
-    Correlation,
-    Customer,
-}
-
 pub const INDEXES: [Index; 3] = [
     Index {
         lookup: Lookup::Order,
         name: "by_order",
-        partition_key: "order_key",
-        field: "order_id",
+        partition_key: attr::ORDER_KEY,
+        field: attr::ORDER_ID,
     },
     Index {
         lookup: Lookup::Correlation,
         name: "by_correlation",
-        partition_key: "correlation_key",
-        field: "correlation_id",
+        partition_key: attr::CORRELATION_KEY,
+        field: attr::CORRELATION_ID,
     },
     Index {
         lookup: Lookup::Customer,
         name: "by_customer",
-        partition_key: "customer_key",
-        field: "customer_id",
+        partition_key: attr::CUSTOMER_KEY,
+        field: attr::CUSTOMER_ID,
     },
 ];
 
-impl Lookup {
-    pub fn index(self) -> &'static Index {
-        match self {
-            Lookup::Order => &INDEXES[0],
-            Lookup::Correlation => &INDEXES[1],
-            Lookup::Customer => &INDEXES[2],
-        }
+/// The index of a lookup.
+pub fn index_of(lookup: Lookup) -> &'static Index {
+    match lookup {
+        Lookup::Order => &INDEXES[0],
+        Lookup::Correlation => &INDEXES[1],
+        Lookup::Customer => &INDEXES[2],
     }
 }
 
-/// Non-key attributes every index projects: the summary of BRIEF §3 (no payload, no headers).
+/// Non-key attributes every index projects: the record's summary (no payload, no headers).
 pub const SUMMARY_ATTRIBUTES: [&str; 18] = [
-    "source_topic",
-    "partition",
-    "offset",
-    "kafka_timestamp",
-    "timestamp_type",
-    "key",
-    "event_type",
-    "correlation_id",
-    "order_id",
-    "customer_id",
-    "source_service",
-    "event_id",
-    "occurred_at",
-    "received_at",
-    "payload_format",
-    "payload_size",
-    "schema_id",
-    "warnings",
+    attr::SOURCE_TOPIC,
+    attr::PARTITION,
+    attr::OFFSET,
+    attr::KAFKA_TIMESTAMP,
+    attr::TIMESTAMP_TYPE,
+    attr::KEY,
+    attr::EVENT_TYPE,
+    attr::CORRELATION_ID,
+    attr::ORDER_ID,
+    attr::CUSTOMER_ID,
+    attr::SOURCE_SERVICE,
+    attr::EVENT_ID,
+    attr::OCCURRED_AT,
+    attr::RECEIVED_AT,
+    attr::PAYLOAD_FORMAT,
+    attr::PAYLOAD_SIZE,
+    attr::SCHEMA_ID,
+    attr::WARNINGS,
 ];
 
 /// DynamoDB's limit on a partition key value of an index, in bytes.
@@ -118,6 +155,42 @@ pub fn event_sort_key(occurred_at: &str, id: &str) -> String {
         // Only ids with absurd topic names get here; the digest keeps the key unique and in time order.
         format!("{occurred_at}#sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
     }
+}
+
+/// The sort-key bounds of a time window: `since` as is (it sorts before every `{since}#{id}`), `until` with
+/// `#~`, which sorts after every `{until}#{id}` of that same time.
+pub fn sort_key_bounds(since: Option<&str>, until: Option<&str>) -> (Option<String>, Option<String>) {
+    (since.map(str::to_owned), until.map(|u| format!("{u}#~")))
+}
+
+/// The ExclusiveStartKey of an index query that goes on after `position`.
+pub fn start_key(position: &Position, lookup: Lookup) -> Item {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    Item::from([
+        (attr::ID.to_owned(), AttributeValue::S(position.id.clone())),
+        (
+            index_of(lookup).partition_key.to_owned(),
+            AttributeValue::S(position.index_key.clone()),
+        ),
+        (
+            attr::EVENT_SORT_KEY.to_owned(),
+            AttributeValue::S(position.sort_key.clone()),
+        ),
+    ])
+}
+
+/// The position of an index item (or of a LastEvaluatedKey).
+pub fn position_of(item: &Item, lookup: Lookup) -> Option<Position> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => Some(text.clone()),
+        _ => None,
+    };
+    Some(Position {
+        id: text(attr::ID)?,
+        index_key: text(index_of(lookup).partition_key)?,
+        sort_key: text(attr::EVENT_SORT_KEY)?,
+    })
 }
 
 /// The CreateTable request for a table named `table_name`: on-demand capacity, the key and the indexes above.

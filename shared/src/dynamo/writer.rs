@@ -4,47 +4,20 @@
 //! Items can be built a chunk at a time ([`write_lazily`]), so memory holds only the requests in flight.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
-use crate::item::{Item, PreparedItem};
-use crate::store::{BatchPut, BlobPut, StoreError};
-use crate::table;
+use super::codec::Item;
+use super::placement::PreparedItem;
+use super::retry::{no_answer, retry, Backoff};
+use super::sdk::{BatchPut, BlobPut};
+use super::table::attr;
+use crate::ports::{Attempt, Failure, StoreReport, WriteError};
 
 /// DynamoDB's limit of requests in one BatchWriteItem.
 pub const MAX_BATCH_ITEMS: usize = 25;
-
-/// Exponential backoff with full jitter: attempt `n` sleeps a random time in `[0, min(cap, base * 2^n)]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(25),
-            cap: Duration::from_secs(2),
-        }
-    }
-}
-
-impl Backoff {
-    /// The ceiling of the sleep before retry `attempt` (0-based).
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-
-    /// A jittered sleep before retry `attempt`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.ceiling(attempt).as_micros() as u64;
-        Duration::from_micros(rand::random::<u64>() % ceiling.max(1))
-    }
-}
 
 /// How writing behaves.
 #[derive(Debug, Clone, Copy)]
@@ -63,25 +36,8 @@ impl Default for WriteOptions {
     }
 }
 
-/// A record that could not be stored, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub id: String,
-    pub reason: String,
-}
-
-/// What happened to a set of items.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteOutcome {
-    pub stored: usize,
-    /// Requests sent again (after a transient error or for UnprocessedItems).
-    pub retries: u64,
-    /// Objects written to S3.
-    pub blobs: usize,
-    pub failed: Vec<Failure>,
-}
-
 /// Stores every item, or reports it failed. Items with the same id are written once (the last one wins).
+#[cfg(test)]
 pub async fn write_all(
     items: Vec<PreparedItem>,
     table: &dyn BatchPut,
@@ -89,15 +45,15 @@ pub async fn write_all(
     bucket: Option<&str>,
     options: WriteOptions,
     deadline: Instant,
-) -> WriteOutcome {
+) -> StoreReport {
     let id_of = |item: &PreparedItem| item.id.clone();
     write_lazily(items, id_of, Ok, table, blobs, bucket, options, deadline).await
 }
 
-/// Like [`write_all`], for items built only when their BatchWriteItem is next: `build` turns a source (a
+/// Stores items built only when their BatchWriteItem is next: `build` turns a source (a
 /// decoded record) into its item a chunk at a time, so that a batch of thousands of records holds no more
 /// items in memory than there are requests in flight. Sources with the same id are written once (the last
-/// one wins); a source that `build` refuses is reported failed with its reason.
+/// one wins); a source that `build` refuses is reported failed with its error.
 ///
 /// Items go to the table without a copy kept back: when a request fails and must be sent again, its items are
 /// built again from their sources. So `build` must give the same item for the same source, and may be called
@@ -112,11 +68,11 @@ pub async fn write_lazily<S, I, B>(
     bucket: Option<&str>,
     options: WriteOptions,
     deadline: Instant,
-) -> WriteOutcome
+) -> StoreReport
 where
     S: Clone + Send + Sync,
     I: Fn(&S) -> String,
-    B: Fn(S) -> Result<PreparedItem, Failure> + Sync,
+    B: Fn(S) -> Result<PreparedItem, WriteError> + Sync,
 {
     // BatchWriteItem rejects two requests for one key; redelivered duplicates collapse here. In id order.
     let mut by_id: BTreeMap<String, S> = BTreeMap::new();
@@ -135,9 +91,9 @@ where
         }
     }
     let build = &build;
-    let results: Vec<WriteOutcome> = stream::iter(chunks)
+    let results: Vec<StoreReport> = stream::iter(chunks)
         .map(|chunk| async move {
-            let mut outcome = WriteOutcome::default();
+            let mut outcome = StoreReport::default();
             let mut prepared = Vec::with_capacity(chunk.len());
             let mut sources = Vec::with_capacity(chunk.len());
             for (id, source) in chunk {
@@ -146,7 +102,10 @@ where
                         prepared.push(item);
                         sources.push((id, source));
                     }
-                    Err(failure) => outcome.failed.push(failure),
+                    Err(error) => outcome.failed.push(Failure {
+                        id,
+                        error: Arc::new(error),
+                    }),
                 }
             }
             let ready = put_blobs(prepared, blobs, bucket, options.backoff, deadline, &mut outcome).await;
@@ -169,11 +128,11 @@ where
         .buffer_unordered(options.concurrency.max(1))
         .collect()
         .await;
-    let mut outcome = WriteOutcome::default();
+    let mut outcome = StoreReport::default();
     for result in results {
         outcome.stored += result.stored;
         outcome.retries += result.retries;
-        outcome.blobs += result.blobs;
+        outcome.offloaded += result.offloaded;
         outcome.failed.extend(result.failed);
     }
     outcome.failed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -188,28 +147,28 @@ async fn put_blobs(
     bucket: Option<&str>,
     backoff: Backoff,
     deadline: Instant,
-    outcome: &mut WriteOutcome,
+    outcome: &mut StoreReport,
 ) -> Vec<Item> {
     let mut ready = Vec::with_capacity(items.len());
     'items: for item in items {
         for blob in &item.blobs {
-            let Some(bucket) = bucket else {
-                outcome.failed.push(Failure {
-                    id: item.id,
-                    reason: "no payload bucket configured".to_owned(),
-                });
-                continue 'items;
-            };
+            // Placement only makes objects when a bucket is configured, and then it is this one.
+            let bucket = bucket.unwrap_or_default();
             let result = retry(backoff, deadline, &mut outcome.retries, || {
                 blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
             })
             .await;
-            if let Err(reason) = result {
-                outcome.failed.push(Failure { id: item.id, reason });
+            if let Err(error) = result {
+                outcome.failed.push(Failure {
+                    id: item.id,
+                    error: Arc::new(error),
+                });
                 continue 'items;
             }
         }
-        outcome.blobs += item.blobs.len();
+        if !item.blobs.is_empty() {
+            outcome.offloaded += 1;
+        }
         ready.push(item.item);
     }
     ready
@@ -222,17 +181,18 @@ struct ChunkResult {
 }
 
 fn item_id(item: &Item) -> String {
-    match item.get(table::PARTITION_KEY) {
+    match item.get(attr::ID) {
         Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) => id.clone(),
         _ => String::new(),
     }
 }
 
-fn failures(ids: &[String], reason: &str) -> Vec<Failure> {
+fn failures(ids: &[String], error: WriteError) -> Vec<Failure> {
+    let error = Arc::new(error);
     ids.iter()
         .map(|id| Failure {
             id: id.clone(),
-            reason: reason.to_owned(),
+            error: error.clone(),
         })
         .collect()
 }
@@ -265,9 +225,7 @@ async fn write_chunk(
                 if items.len() < ids.len() {
                     let rebuilt: Vec<String> = items.iter().map(item_id).collect();
                     let (kept, lost): (Vec<String>, Vec<String>) = ids.into_iter().partition(|id| rebuilt.contains(id));
-                    result
-                        .failed
-                        .extend(failures(&lost, "its item could not be built again for a retry"));
+                    result.failed.extend(failures(&lost, WriteError::NotRebuilt));
                     ids = kept;
                 }
                 items
@@ -283,7 +241,7 @@ async fn write_chunk(
             Ok(answer) => answer,
             Err(_) => Err(no_answer("BatchWriteItem")),
         };
-        let reason = match answer {
+        let last = match answer {
             Ok(unprocessed) if unprocessed.is_empty() => {
                 result.stored = total - result.failed.len();
                 return result;
@@ -291,9 +249,9 @@ async fn write_chunk(
             Ok(unprocessed) => {
                 ids = unprocessed.iter().map(item_id).collect();
                 pending = Some(unprocessed);
-                format!("{} items left unprocessed by DynamoDB", ids.len())
+                Attempt::Unprocessed(ids.len())
             }
-            Err(err) if err.is_transient() => err.to_string(),
+            Err(err) if err.is_transient() => Attempt::Failed(err),
             Err(err) if ids.len() > 1 => {
                 // A permanent error on a batch: write the items one by one so only the culprit fails.
                 tracing::warn!(error = %err, "batch rejected; writing its items one by one");
@@ -302,9 +260,7 @@ async fn write_chunk(
                     let one = std::slice::from_ref(&id);
                     let items = rebuild(one);
                     if items.is_empty() {
-                        result
-                            .failed
-                            .extend(failures(one, "its item could not be built again for a retry"));
+                        result.failed.extend(failures(one, WriteError::NotRebuilt));
                         continue;
                     }
                     let single = Box::pin(write_chunk(items, rebuild, table, backoff, deadline)).await;
@@ -315,87 +271,34 @@ async fn write_chunk(
                 return result;
             }
             Err(err) => {
-                result.failed.extend(failures(&ids, &err.to_string()));
+                result.failed.extend(failures(&ids, WriteError::Rejected(err)));
                 result.stored = total - result.failed.len();
                 return result;
             }
         };
         let delay = backoff.delay(attempt);
         if Instant::now() + delay >= deadline {
-            let reason = format!("out of time after {} attempts; last: {reason}", attempt + 1);
-            result.failed.extend(failures(&ids, &reason));
+            let error = WriteError::OutOfTime {
+                attempts: attempt + 1,
+                last,
+            };
+            result.failed.extend(failures(&ids, error));
             result.stored = total - result.failed.len();
             return result;
         }
-        tracing::debug!(attempt, pending = ids.len(), %reason, "retrying batch write");
+        tracing::debug!(attempt, pending = ids.len(), last = %last, "retrying batch write");
         tokio::time::sleep(delay).await;
         attempt += 1;
         result.retries += 1;
     }
 }
 
-/// The error of a request still unanswered at the deadline (transient: a redelivery may well succeed).
-fn no_answer(operation: &'static str) -> StoreError {
-    StoreError::new(
-        operation,
-        crate::store::Retry::Transient,
-        "no answer before the invocation's deadline",
-    )
-}
-
-/// Runs `operation` until it succeeds, fails permanently, or the next backoff would pass the deadline.
-/// Each attempt is cut off at the deadline.
-pub async fn retry<T, F, Fut>(
-    backoff: Backoff,
-    deadline: Instant,
-    retries: &mut u64,
-    mut operation: F,
-) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        let answer = match tokio::time::timeout_at(deadline, operation()).await {
-            Ok(answer) => answer,
-            Err(_) => Err(no_answer("request")),
-        };
-        match answer {
-            Ok(value) => return Ok(value),
-            Err(err) if !err.is_transient() => return Err(err.to_string()),
-            Err(err) => {
-                let delay = backoff.delay(attempt);
-                if Instant::now() + delay >= deadline {
-                    return Err(format!("out of time after {} attempts; last: {err}", attempt + 1));
-                }
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-                *retries += 1;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::StoreError;
     use aws_sdk_dynamodb::types::AttributeValue;
-
-    #[test]
-    fn backoff_grows_exponentially_up_to_the_cap() {
-        let b = Backoff {
-            base: Duration::from_millis(10),
-            cap: Duration::from_millis(500),
-        };
-        assert_eq!(b.ceiling(0), Duration::from_millis(10));
-        assert_eq!(b.ceiling(3), Duration::from_millis(80));
-        assert_eq!(b.ceiling(10), Duration::from_millis(500));
-        assert_eq!(b.ceiling(u32::MAX), Duration::from_millis(500));
-        for attempt in 0..40 {
-            assert!(b.delay(attempt) <= b.ceiling(attempt));
-        }
-    }
+    use std::time::Duration;
 
     /// A table that notes, at every request, how many items had been built by then.
     struct Probe {
@@ -423,7 +326,7 @@ mod tests {
             built: built.clone(),
             seen: std::sync::Mutex::new(Vec::new()),
         };
-        let blobs = crate::memory::InMemoryStore::new();
+        let blobs = super::super::mock::MockTable::new();
         let options = WriteOptions {
             concurrency: 2,
             ..WriteOptions::default()
@@ -436,12 +339,9 @@ mod tests {
             |n| {
                 built.fetch_add(1, Ordering::SeqCst);
                 let id = format!("t:0:{n:04}");
-                let item = Item::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(id.clone()))]);
+                let item = Item::from([(attr::ID.to_owned(), AttributeValue::S(id.clone()))]);
                 if n == 500 {
-                    return Err(Failure {
-                        id,
-                        reason: "refused".into(),
-                    });
+                    return Err(WriteError::NotRebuilt);
                 }
                 Ok(PreparedItem {
                     id,
@@ -473,7 +373,7 @@ mod tests {
             .map(|i| {
                 let id = format!("t:0:{i}");
                 PreparedItem {
-                    item: Item::from([(table::PARTITION_KEY.to_owned(), AttributeValue::S(id.clone()))]),
+                    item: Item::from([(attr::ID.to_owned(), AttributeValue::S(id.clone()))]),
                     id,
                     blobs: Vec::new(),
                 }
@@ -493,7 +393,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_never_answers_fails_its_records_at_the_deadline_with_why() {
-        let blobs = crate::memory::InMemoryStore::new();
+        let blobs = super::super::mock::MockTable::new();
         let deadline = Instant::now() + Duration::from_millis(300);
         // Without the cut-off this never returns; the outer limit only turns that hang into a failure.
         let outcome = tokio::time::timeout(
@@ -506,9 +406,12 @@ mod tests {
         assert_eq!(outcome.failed.len(), 60);
         for failure in &outcome.failed {
             assert!(
-                failure.reason.contains("no answer before the invocation's deadline"),
+                failure
+                    .error
+                    .to_string()
+                    .contains("no answer before the invocation's deadline"),
                 "{}",
-                failure.reason
+                failure.error
             );
         }
     }
@@ -536,7 +439,7 @@ mod tests {
     async fn requests_run_concurrently_up_to_the_configured_bound() {
         for concurrency in [1, 3, 8] {
             let table = InFlight::default();
-            let blobs = crate::memory::InMemoryStore::new();
+            let blobs = super::super::mock::MockTable::new();
             let options = WriteOptions {
                 concurrency,
                 ..WriteOptions::default()

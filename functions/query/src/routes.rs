@@ -1,0 +1,324 @@
+//! The HTTP API (README, "API") as one axum router: run by `lambda_http` in Lambda and by a plain server locally.
+//! No endpoint scans the table: lists and timelines query an index, one notification is a GetItem.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use shared::ports::Lookup;
+
+use crate::openapi;
+use crate::params::{self, ListParams, Order};
+use crate::problem::ApiError;
+use crate::read::{Page, ReadService};
+use crate::timeline::Timeline;
+
+/// The longest timeline served in one answer.
+pub const MAX_TIMELINE_STEPS: usize = 1000;
+
+/// The health answer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// The router with every endpoint.
+pub fn router(state: ReadService) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi_document))
+        .route("/notifications", get(list_notifications))
+        .route("/notifications/{id}", get(get_notification))
+        .route("/correlations/{correlation_id}/timeline", get(timeline))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /openapi.json".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed("this endpoint only answers GET".into())
+}
+
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, body = Health, description = "The service is up"),
+    )
+)]
+async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses(
+        (status = 200, body = Object, content_type = "application/json", description = "This API's OpenAPI 3.1 document"),
+    )
+)]
+async fn openapi_document() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::document_json(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    params(
+        ("order_id" = Option<String>, Query, description = "List the notifications of this order id"),
+        ("correlation_id" = Option<String>, Query, description = "List the notifications of this correlation id"),
+        ("customer_id" = Option<String>, Query, description = "List the notifications of this customer id"),
+        ("event_type" = Option<String>, Query, description = "Only this event type"),
+        ("since" = Option<String>, Query, description = "Only events at or after this RFC 3339 time"),
+        ("until" = Option<String>, Query, description = "Only events at or before this RFC 3339 time"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 500 (default 50)", minimum = 1, maximum = 500),
+        ("order" = Option<String>, Query, description = "asc (default) or desc, by event time"),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, body = Page, description = "Summaries in event-time order"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The query is not valid (a missing or repeated id, a bad filter, page size or cursor); the detail says what is wrong"),
+    )
+)]
+async fn list_notifications(State(read): State<ReadService>, RawQuery(raw): RawQuery) -> Result<Json<Page>, ApiError> {
+    let params = params::list(raw.as_deref()).map_err(ApiError::BadRequest)?;
+    Ok(Json(read.page(&params).await?))
+}
+
+fn path_error(rejection: PathRejection) -> ApiError {
+    ApiError::BadRequest(format!("the path is not valid: {}", rejection.body_text()))
+}
+
+#[utoipa::path(
+    get,
+    path = "/notifications/{id}",
+    params(("id" = String, Path, description = "The record id, `{topic}:{partition}:{offset}`")),
+    responses(
+        (status = 200, body = openapi::NotificationDetail, description = "The record with its payload"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The id or the query is not valid; the detail says what is wrong"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id"),
+    )
+)]
+async fn get_notification(
+    State(read): State<ReadService>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(path_error)?;
+    params::pairs(raw.as_deref(), &[]).map_err(ApiError::BadRequest)?;
+    if id.is_empty() || id.len() > 1024 {
+        return Err(ApiError::BadRequest(format!(
+            "id must be 1 to 1024 bytes, not {}",
+            id.len()
+        )));
+    }
+    let view = read.notification(&id).await?;
+    // Serialized directly (not through serde_json::Value) so JSON payloads keep their exact bytes.
+    let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/correlations/{correlation_id}/timeline",
+    params(
+        ("correlation_id" = String, Path, description = "The correlation id"),
+        ("limit" = Option<u32>, Query, description = "Most steps in one answer, 1 to 1000 (default 1000)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The next_cursor of the previous answer"),
+    ),
+    responses(
+        (status = 200, body = Timeline, description = "The flow in event-time order, with the time between steps"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The correlation id, page size or cursor is not valid; the detail says what is wrong"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this correlation id"),
+    )
+)]
+async fn timeline(
+    State(read): State<ReadService>,
+    correlation_id: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<Timeline>, ApiError> {
+    let Path(correlation_id) = correlation_id.map_err(path_error)?;
+    let correlation_id = params::check_id("correlation_id", &correlation_id).map_err(ApiError::BadRequest)?;
+    let pairs = params::pairs(raw.as_deref(), &["limit", "cursor"]).map_err(ApiError::BadRequest)?;
+    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let params = ListParams {
+        lookup: Lookup::Correlation,
+        value: correlation_id.clone(),
+        event_type: None,
+        since: None,
+        until: None,
+        limit: params::limit(get("limit"), MAX_TIMELINE_STEPS, MAX_TIMELINE_STEPS).map_err(ApiError::BadRequest)?,
+        order: Order::Asc,
+        cursor: get("cursor").map(str::to_owned),
+    };
+    Ok(Json(read.timeline(&params).await?))
+}
+
+/// Handler-tier tests: real API Gateway HTTP API (payload 2.0) events, as the function receives them through
+/// `lambda_http`, answered by the router over the in-memory double of the store's ports.
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use shared::memory::{sample_records, Faults, InMemoryStore};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::cursor::CursorSigner;
+
+    fn store() -> Arc<InMemoryStore> {
+        let store = Arc::new(InMemoryStore::new());
+        for record in sample_records() {
+            store.insert(record);
+        }
+        store
+    }
+
+    /// Answers the API Gateway event `fixture` as the deployed function does: status, content type, JSON body.
+    async fn answer(store: &Arc<InMemoryStore>, fixture: &str) -> (u16, String, Value) {
+        let request = lambda_http::request::from_str(fixture).expect("an API Gateway v2 event");
+        let cursors = CursorSigner::new(vec![7; 32], 3600);
+        let app = router(ReadService::new(store.clone(), store.clone(), cursors));
+        let response = app
+            .oneshot(request.map(axum::body::Body::new))
+            .await
+            .expect("the router answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response.into_body().collect().await.expect("a body").to_bytes();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        (status, content_type, json)
+    }
+
+    fn ids(items: &Value) -> Vec<&str> {
+        items
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["id"].as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_order_lists_its_notifications_in_event_time_order_a_page_at_a_time() {
+        let store = store();
+        let (status, content_type, body) = answer(&store, include_str!("../fixtures/list-by-order.json")).await;
+        assert_eq!((status, content_type.as_str()), (200, "application/json"), "{body}");
+        // o-1 is every fourth record from offset 1, one second apart.
+        assert_eq!(ids(&body["items"]), ["t:0:1", "t:0:5", "t:0:9"]);
+        assert!(
+            body["items"][0].get("payload").is_none(),
+            "lists carry summaries, not payloads"
+        );
+        assert!(body["next_cursor"].is_string(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn filters_and_descending_order_apply_to_a_customers_history() {
+        let store = store();
+        let fixture = include_str!("../fixtures/list-by-customer-desc-event-type.json");
+        let (status, _, body) = answer(&store, fixture).await;
+        assert_eq!(status, 200, "{body}");
+        // E0 is every third record: 27, 24, 21, 18 newest first.
+        assert_eq!(ids(&body["items"]), ["t:0:27", "t:0:24", "t:0:21", "t:0:18"]);
+        assert!(body["items"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|i| i["event_type"] == "E0")));
+    }
+
+    #[tokio::test]
+    async fn a_list_without_an_id_is_a_problem_that_says_so() {
+        let store = store();
+        let (status, content_type, body) = answer(&store, include_str!("../fixtures/list-without-an-id.json")).await;
+        assert_eq!((status, content_type.as_str()), (400, crate::problem::PROBLEM_JSON));
+        assert_eq!(body["status"], 400);
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("order_id"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn one_notification_comes_with_its_payload_and_an_unknown_one_is_a_404() {
+        let store = store();
+        let (status, _, body) = answer(&store, include_str!("../fixtures/get-by-id.json")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], "t:0:5");
+        assert_eq!(body["payload_encoding"], "json");
+        assert_eq!(body["payload"]["orderId"], "o-1");
+        let (status, content_type, body) = answer(&store, include_str!("../fixtures/get-missing-id.json")).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (404, crate::problem::PROBLEM_JSON),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_correlation_timeline_has_steps_with_the_time_between_them() {
+        let store = store();
+        let (status, _, body) = answer(&store, include_str!("../fixtures/timeline.json")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["correlation_id"], "k-1");
+        let steps = body["steps"].as_array().cloned().unwrap_or_default();
+        assert_eq!(steps.len(), 5);
+        assert_eq!(steps[0]["since_previous_ms"], Value::Null);
+        assert_eq!(steps[1]["since_previous_ms"], 2_000);
+        assert_eq!(steps[4]["since_start_ms"], 8_000);
+        assert!(body["next_cursor"].is_string(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn health_and_the_openapi_document_answer_without_touching_the_store() {
+        let store = store();
+        store.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
+        let (status, _, body) = answer(&store, include_str!("../fixtures/health.json")).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+        let (status, _, body) = answer(&store, include_str!("../fixtures/openapi.json")).await;
+        assert_eq!(status, 200);
+        assert!(body["paths"]["/notifications"].is_object(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_down_is_a_503_problem_and_a_post_is_a_405() {
+        let store = store();
+        store.set_faults(Faults {
+            down: true,
+            ..Faults::default()
+        });
+        let (status, content_type, body) = answer(&store, include_str!("../fixtures/list-by-order.json")).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (503, crate::problem::PROBLEM_JSON),
+            "{body}"
+        );
+        assert!(
+            !body["detail"].as_str().unwrap_or_default().contains("injected"),
+            "causes are logged, not told"
+        );
+        let (status, _, _) = answer(&store, include_str!("../fixtures/post-not-allowed.json")).await;
+        assert_eq!(status, 405);
+    }
+}

@@ -1,0 +1,243 @@
+//! The item codec: DynamoDB attribute values to and from the domain's records, pure. How a record is laid out
+//! into an item (inline, zstd, S3) is [`super::placement`]'s.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine as _;
+
+use super::table::attr;
+use crate::model::{Data, Extracted, Header, PayloadFormat, Summary};
+
+/// An item as the SDK takes it.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// The version of the item layout, stored on every item.
+pub const ITEM_VERSION: i64 = 1;
+
+pub(super) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(super) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(super) fn data_value(data: &Data) -> AttributeValue {
+    match data {
+        Data::Text(text) => s(text.clone()),
+        Data::Bytes { .. } => AttributeValue::B(Blob::new(data.to_bytes())),
+    }
+}
+
+/// DynamoDB's size of an attribute value, in bytes (documented rules, rounded up).
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+        AttributeValue::B(blob) => blob.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        AttributeValue::M(map) => 3 + map.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum::<usize>(),
+        AttributeValue::Ss(items) => items.iter().map(String::len).sum(),
+        AttributeValue::Ns(items) => items.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(items) => items.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+/// DynamoDB's size of an item, in bytes.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+pub(super) fn headers_value(headers: &[Header]) -> AttributeValue {
+    AttributeValue::L(
+        headers
+            .iter()
+            .map(|h| {
+                AttributeValue::M(HashMap::from([
+                    ("name".to_owned(), s(h.name.clone())),
+                    ("value".to_owned(), data_value(&h.value)),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+/// Where a stored payload is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredPayload {
+    /// A tombstone.
+    None,
+    Inline(Vec<u8>),
+    Zstd(Vec<u8>),
+    S3(S3Pointer),
+}
+
+/// A pointer to an S3 object, with what it must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Pointer {
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A stored item read back: the summary, the headers and where the payload is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub summary: Summary,
+    pub headers: Vec<Header>,
+    pub payload: StoredPayload,
+    /// Key and headers stored in S3, for records too large to keep them inline.
+    pub extras: Option<S3Pointer>,
+}
+
+/// Why an item could not be read as a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored item {id:?} is malformed: {reason}")]
+pub struct ItemError {
+    pub id: String,
+    pub reason: String,
+}
+
+pub(super) fn get_s<'i>(item: &'i Item, name: &str) -> Option<&'i str> {
+    match item.get(name) {
+        Some(AttributeValue::S(text)) => Some(text),
+        _ => None,
+    }
+}
+
+pub(super) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    match item.get(name) {
+        Some(AttributeValue::N(number)) => number.parse().ok(),
+        _ => None,
+    }
+}
+
+fn get_data(value: Option<&AttributeValue>) -> Option<Data> {
+    match value {
+        Some(AttributeValue::S(text)) => Some(Data::Text(text.clone())),
+        Some(AttributeValue::B(blob)) => Some(Data::from_bytes(blob.as_ref().to_vec())),
+        _ => None,
+    }
+}
+
+fn get_pointer(item: &Item, name: &str) -> Option<S3Pointer> {
+    let AttributeValue::M(map) = item.get(name)? else {
+        return None;
+    };
+    Some(S3Pointer {
+        bucket: get_s(map, "bucket")?.to_owned(),
+        key: get_s(map, "key")?.to_owned(),
+        size: get_n(map, "size")?,
+        sha256: get_s(map, "sha256")?.to_owned(),
+    })
+}
+
+/// Reads the summary fields of an item (a full item or an index projection).
+pub fn summary_from_item(item: &Item) -> Result<Summary, ItemError> {
+    let id = get_s(item, attr::ID).unwrap_or_default().to_owned();
+    let missing = |field: &str| ItemError {
+        id: id.clone(),
+        reason: format!("no {field}"),
+    };
+    let text = |name: &str| get_s(item, name).map(str::to_owned);
+    let payload_format = get_s(item, attr::PAYLOAD_FORMAT)
+        .and_then(PayloadFormat::parse)
+        .ok_or_else(|| missing(attr::PAYLOAD_FORMAT))?;
+    Ok(Summary {
+        id: id.clone(),
+        source_topic: text(attr::SOURCE_TOPIC).ok_or_else(|| missing(attr::SOURCE_TOPIC))?,
+        partition: get_n(item, attr::PARTITION).ok_or_else(|| missing(attr::PARTITION))?,
+        offset: get_n(item, attr::OFFSET),
+        kafka_timestamp: get_n(item, attr::KAFKA_TIMESTAMP),
+        timestamp_type: text(attr::TIMESTAMP_TYPE),
+        key: get_data(item.get(attr::KEY)),
+        fields: Extracted {
+            event_type: text(attr::EVENT_TYPE),
+            correlation_id: text(attr::CORRELATION_ID),
+            order_id: text(attr::ORDER_ID),
+            customer_id: text(attr::CUSTOMER_ID),
+            source_service: text(attr::SOURCE_SERVICE),
+            event_id: text(attr::EVENT_ID),
+        },
+        occurred_at: text(attr::OCCURRED_AT).ok_or_else(|| missing(attr::OCCURRED_AT))?,
+        received_at: text(attr::RECEIVED_AT).ok_or_else(|| missing(attr::RECEIVED_AT))?,
+        payload_format,
+        payload_size: get_n(item, attr::PAYLOAD_SIZE).unwrap_or(0),
+        schema_id: get_n(item, attr::SCHEMA_ID),
+        warnings: match item.get(attr::WARNINGS) {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .filter_map(|w| match w {
+                    AttributeValue::S(text) => Some(text.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+    })
+}
+
+/// Reads a whole item back.
+pub fn record_from_item(item: &Item) -> Result<StoredRecord, ItemError> {
+    let summary = summary_from_item(item)?;
+    let headers = match item.get(attr::HEADERS) {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .filter_map(|h| match h {
+                AttributeValue::M(map) => Some(Header {
+                    name: get_s(map, "name")?.to_owned(),
+                    value: get_data(map.get("value"))?,
+                }),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let payload = if let Some(AttributeValue::B(blob)) = item.get(attr::PAYLOAD) {
+        StoredPayload::Inline(blob.as_ref().to_vec())
+    } else if let Some(AttributeValue::B(blob)) = item.get(attr::PAYLOAD_ZSTD) {
+        StoredPayload::Zstd(blob.as_ref().to_vec())
+    } else if let Some(pointer) = get_pointer(item, attr::PAYLOAD_S3) {
+        StoredPayload::S3(pointer)
+    } else if summary.payload_format == PayloadFormat::Tombstone {
+        StoredPayload::None
+    } else {
+        return Err(ItemError {
+            id: summary.id.clone(),
+            reason: "no payload attribute".into(),
+        });
+    };
+    Ok(StoredRecord {
+        extras: get_pointer(item, attr::EXTRAS_S3),
+        summary,
+        headers,
+        payload,
+    })
+}
+
+/// Decompresses a zstd payload, refusing to grow past `max_bytes`.
+pub fn decompress(bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, String> {
+    zstd::bulk::decompress(bytes, max_bytes).map_err(|e| format!("zstd: {e}"))
+}
+
+/// The key and headers of an `.extras.json` object.
+pub fn parse_extras(bytes: &[u8]) -> Result<(Option<Data>, Vec<Header>), String> {
+    #[derive(serde::Deserialize)]
+    struct Extras {
+        key: Option<Data>,
+        #[serde(default)]
+        headers: Vec<Header>,
+    }
+    let extras: Extras = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok((extras.key, extras.headers))
+}
+
+/// Base64 of some bytes (used where JSON must carry binary).
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

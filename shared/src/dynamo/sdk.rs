@@ -1,0 +1,237 @@
+//! The SDK calls, behind small traits of DynamoDB's and S3's own shapes (items, keys, objects): the seams the
+//! adapter's unit tests replace with mocks. Every error is classified here ([`classify`]).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+
+use super::codec::Item;
+use super::retry::classify;
+use super::table::{self, attr};
+use crate::error::{Retry, StoreError};
+use crate::ports::IndexQuery;
+
+/// Writes up to 25 items in one request.
+#[async_trait]
+pub trait BatchPut: Send + Sync {
+    /// Puts the items; returns those DynamoDB left unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError>;
+}
+
+/// Reads one item by id.
+#[async_trait]
+pub trait ItemGet: Send + Sync {
+    async fn get_item(&self, id: &str) -> Result<Option<Item>, StoreError>;
+}
+
+/// One page of an index: its items (projections) and DynamoDB's LastEvaluatedKey.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawPage {
+    pub items: Vec<Item>,
+    pub last_key: Option<Item>,
+}
+
+/// Queries an index.
+#[async_trait]
+pub trait IndexRead: Send + Sync {
+    async fn query_index(&self, query: &IndexQuery) -> Result<RawPage, StoreError>;
+}
+
+/// Puts objects in S3.
+#[async_trait]
+pub trait BlobPut: Send + Sync {
+    async fn put_blob(&self, bucket: &str, key: &str, bytes: Vec<u8>, sha256_hex: &str) -> Result<(), StoreError>;
+}
+
+/// Reads objects from S3, refusing one larger than `max_bytes` before reading its body.
+#[async_trait]
+pub trait BlobGet: Send + Sync {
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError>;
+}
+
+/// The table, through the DynamoDB client.
+#[derive(Debug, Clone)]
+pub struct DynamoTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoTable {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoTable {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl BatchPut for DynamoTable {
+    async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut requests = Vec::with_capacity(items.len());
+        for item in items {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::new("BatchWriteItem", Retry::Permanent, e.to_string()))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        let output = self
+            .client
+            .batch_write_item()
+            .request_items(&self.table, requests)
+            .send()
+            .await
+            .map_err(|e| classify("BatchWriteItem", e))?;
+        Ok(output
+            .unprocessed_items
+            .unwrap_or_default()
+            .remove(&self.table)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|request| request.put_request.map(|put| put.item))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ItemGet for DynamoTable {
+    async fn get_item(&self, id: &str) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(id.to_owned()))
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(output.item)
+    }
+}
+
+#[async_trait]
+impl IndexRead for DynamoTable {
+    async fn query_index(&self, query: &IndexQuery) -> Result<RawPage, StoreError> {
+        let index = table::index_of(query.lookup);
+        let mut names = HashMap::from([
+            ("#pk".to_owned(), index.partition_key.to_owned()),
+            ("#field".to_owned(), index.field.to_owned()),
+        ]);
+        let mut values = HashMap::from([
+            (":pk".to_owned(), AttributeValue::S(table::index_key(&query.value))),
+            (":value".to_owned(), AttributeValue::S(query.value.clone())),
+        ]);
+        let mut key_condition = "#pk = :pk".to_owned();
+        let (from, to) = table::sort_key_bounds(query.since.as_deref(), query.until.as_deref());
+        if from.is_some() || to.is_some() {
+            names.insert("#sk".into(), attr::EVENT_SORT_KEY.into());
+        }
+        match (from, to) {
+            (Some(from), Some(to)) => {
+                key_condition.push_str(" AND #sk BETWEEN :from AND :to");
+                values.insert(":from".into(), AttributeValue::S(from));
+                values.insert(":to".into(), AttributeValue::S(to));
+            }
+            (Some(from), None) => {
+                key_condition.push_str(" AND #sk >= :from");
+                values.insert(":from".into(), AttributeValue::S(from));
+            }
+            (None, Some(to)) => {
+                key_condition.push_str(" AND #sk <= :to");
+                values.insert(":to".into(), AttributeValue::S(to));
+            }
+            (None, None) => {}
+        }
+        // The full id is compared too: over-long ids share their index key form with nothing else this way.
+        let mut filter = "#field = :value".to_owned();
+        if let Some(event_type) = &query.event_type {
+            names.insert("#et".into(), attr::EVENT_TYPE.into());
+            values.insert(":et".into(), AttributeValue::S(event_type.clone()));
+            filter.push_str(" AND #et = :et");
+        }
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name)
+            .key_condition_expression(key_condition)
+            .filter_expression(filter)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(query.ascending)
+            .limit(i32::try_from(query.limit).unwrap_or(i32::MAX).max(1))
+            .set_exclusive_start_key(query.after.as_ref().map(|p| table::start_key(p, query.lookup)))
+            .send()
+            .await
+            .map_err(|e| classify("Query", e))?;
+        Ok(RawPage {
+            items: output.items.unwrap_or_default(),
+            last_key: output.last_evaluated_key,
+        })
+    }
+}
+
+/// The payload bucket(s), through the S3 client.
+#[derive(Debug, Clone)]
+pub struct S3Bucket {
+    client: aws_sdk_s3::Client,
+}
+
+impl S3Bucket {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        S3Bucket { client }
+    }
+}
+
+#[async_trait]
+impl BlobPut for S3Bucket {
+    async fn put_blob(&self, bucket: &str, key: &str, bytes: Vec<u8>, sha256_hex: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .metadata("sha256", sha256_hex)
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| classify("PutObject", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobGet for S3Bucket {
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify("GetObject", e))?;
+        if let Some(length) = output.content_length.filter(|l| *l as u64 > max_bytes) {
+            return Err(StoreError::new(
+                "GetObject",
+                Retry::Permanent,
+                format!("object is {length} bytes, more than the {max_bytes} its record says"),
+            ));
+        }
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::new("GetObject", Retry::Transient, e.to_string()).with_source(e))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}
+
+/// An S3 client for `config`: path-style addressing when an endpoint override is set (local emulators
+/// serve buckets under the path, not as host names).
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}

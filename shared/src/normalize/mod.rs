@@ -1,0 +1,196 @@
+//! Normalization: one decoded Kafka record in, one [`Notification`] out. Pure: no I/O, no clock
+//! (the receive time is an input), no panics on any bytes.
+//!
+//! - [`vocabulary`]: what fields are called, and name matching by canonical form;
+//! - [`framing`]: the payload's format and the JSON text behind any framing;
+//! - [`json`]: the JSON reader (bounded depth, borrowed text);
+//! - `search`: where fields are found (scopes, headers) and what makes a value an id;
+//! - [`time`] and [`numbers`]: times and numbers as the record stores them.
+
+pub mod framing;
+pub mod json;
+pub mod numbers;
+mod search;
+pub mod time;
+pub mod vocabulary;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+pub use framing::classify;
+pub use numbers::decimal_text;
+pub use time::{format_time, parse_epoch, parse_time_text};
+pub use vocabulary::{canonical, is_canonical, TopicServiceMap};
+
+use crate::model::{Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode};
+use json::Json;
+use search::{collect_scopes, find_field, find_time, HeaderIndex};
+use time::in_range;
+use vocabulary::{FieldSpec, CORRELATION_ID, CUSTOMER_ID, EVENT_ID, EVENT_TYPE, ORDER_ID, SOURCE_SERVICE};
+
+/// What normalization needs besides the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// When ingest received the record; becomes `received_at`.
+    pub received_at: DateTime<Utc>,
+    pub topic_services: &'a TopicServiceMap,
+}
+
+/// Normalizes one record.
+pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification {
+    let mut warnings = message.warnings.clone();
+    let (payload_format, schema_id, body) = classify(message.value.as_deref());
+
+    let headers: Vec<Header> = message
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.clone(),
+            value: Data::from_bytes(value.clone()),
+        })
+        .collect();
+
+    let parsed = body.and_then(|text| json::parse(text).ok());
+    // A JSON string holding a JSON object (double-encoded JSON) is read through.
+    let double_encoded: Option<String> = match &parsed {
+        Some(Json::String(text)) if matches!(json::parse(text), Ok(Json::Object(_))) => Some(text.to_string()),
+        _ => None,
+    };
+    let inner = double_encoded.as_deref().and_then(|text| json::parse(text).ok());
+    let root = match &inner {
+        Some(inner) => {
+            warnings.push(Warning::new(
+                WarningCode::DoubleEncodedJson,
+                "payload is a JSON object encoded inside a JSON string",
+            ));
+            Some(inner)
+        }
+        None => parsed.as_ref(),
+    };
+    let scopes = root.map(collect_scopes).unwrap_or_default();
+    let header_index = HeaderIndex::new(&message.headers);
+
+    let mut find = |spec: &FieldSpec| find_field(spec, &scopes, &header_index, &mut warnings);
+    let mut fields = Extracted {
+        event_type: find(&EVENT_TYPE),
+        correlation_id: find(&CORRELATION_ID),
+        order_id: find(&ORDER_ID),
+        customer_id: find(&CUSTOMER_ID),
+        source_service: find(&SOURCE_SERVICE),
+        event_id: find(&EVENT_ID),
+    };
+    if fields.source_service.is_none() {
+        fields.source_service = context.topic_services.service_for(&message.topic).map(str::to_owned);
+    }
+
+    let occurred_at = find_time(&scopes, &header_index, &mut warnings)
+        .or_else(|| {
+            message
+                .timestamp
+                .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+                .filter(in_range)
+        })
+        .unwrap_or_else(|| {
+            warnings.push(Warning::new(
+                WarningCode::NoEventTime,
+                "no event time and no Kafka timestamp; occurred_at is the receive time",
+            ));
+            context.received_at
+        });
+
+    Notification {
+        id: message.id(),
+        source_topic: message.topic.clone(),
+        partition: message.partition,
+        offset: message.offset,
+        kafka_timestamp: message.timestamp,
+        timestamp_type: message.timestamp_type.clone(),
+        key: message.key.clone().map(Data::from_bytes),
+        headers,
+        fields,
+        occurred_at: format_time(occurred_at),
+        received_at: format_time(context.received_at),
+        payload: message.value.clone(),
+        payload_format,
+        schema_id,
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalize_value(value: &str, headers: &[(&str, &str)]) -> Notification {
+        let message = KafkaMessage {
+            topic: "orders".into(),
+            partition: 0,
+            offset: Some(7),
+            timestamp: Some(1_700_000_000_000),
+            timestamp_type: Some("CREATE_TIME".into()),
+            key: None,
+            value: Some(value.as_bytes().to_vec()),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+                .collect(),
+            warnings: Vec::new(),
+            fingerprint: String::new(),
+        };
+        let map = TopicServiceMap::default();
+        normalize(
+            &message,
+            &Context {
+                received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+                topic_services: &map,
+            },
+        )
+    }
+
+    #[test]
+    fn an_entity_objects_own_id_type_and_source_are_not_the_events() {
+        let n = normalize_value(
+            r#"{"order": {"id": "o-1", "type": "express", "source": "web"}, "payment": {"id": "p-1", "customerId": "c-1"}}"#,
+            &[("message-id", "m-1")],
+        );
+        assert_eq!(n.fields.order_id.as_deref(), Some("o-1"));
+        assert_eq!(n.fields.customer_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            n.fields.event_id.as_deref(),
+            Some("m-1"),
+            "the order's id is not the event's"
+        );
+        assert_eq!(n.fields.event_type, None, "the order's type is not the event's");
+        assert_eq!(n.fields.source_service, None, "the order's source is not the service");
+        assert!(n.warnings.is_empty(), "{:?}", n.warnings);
+    }
+
+    #[test]
+    fn eventbridge_detail_type_is_the_event_type() {
+        let n = normalize_value(
+            r#"{"version": "0", "id": "e-1", "detail-type": "OrderPlaced", "source": "com.shop.orders", "detail": {"orderId": "o-1"}}"#,
+            &[],
+        );
+        assert_eq!(n.fields.event_type.as_deref(), Some("OrderPlaced"));
+        assert_eq!(n.fields.source_service.as_deref(), Some("com.shop.orders"));
+    }
+
+    #[test]
+    fn the_spring_type_id_header_is_the_event_type_only_when_nothing_else_names_it() {
+        let typed = "com.shop.orders.OrderCreated";
+        let n = normalize_value(r#"{"orderId": "o-1"}"#, &[("__TypeId__", typed)]);
+        assert_eq!(n.fields.event_type.as_deref(), Some(typed));
+        let n = normalize_value(
+            r#"{"orderId": "o-1"}"#,
+            &[("__TypeId__", typed), ("eventType", "OrderCreated")],
+        );
+        assert_eq!(n.fields.event_type.as_deref(), Some("OrderCreated"));
+    }
+
+    #[test]
+    fn occurred_on_and_creation_date_are_event_times() {
+        for name in ["OccurredOn", "CreationDate"] {
+            let n = normalize_value(&format!(r#"{{"{name}": "2024-03-01T10:00:00.1234567+01:00"}}"#), &[]);
+            assert_eq!(n.occurred_at, "2024-03-01T09:00:00.123456Z", "{name}");
+        }
+    }
+}

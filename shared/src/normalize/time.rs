@@ -1,0 +1,98 @@
+//! Times: RFC 3339 and epoch numbers read, every stored time written one way (RFC 3339 UTC, microseconds).
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+/// Formats a time the way every stored time is written: RFC 3339, UTC, microseconds, fixed width.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+pub(super) fn in_range(time: &DateTime<Utc>) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&time.year())
+}
+
+/// Parses RFC 3339 (also with a space for `T`, or without an offset, taken as UTC) or epoch digits.
+pub fn parse_time_text(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc)).filter(in_range);
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(naive.and_utc()).filter(in_range);
+        }
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        return parse_epoch(text);
+    }
+    None
+}
+
+/// Reads an epoch number as seconds, milliseconds, microseconds or nanoseconds by its magnitude.
+pub fn parse_epoch(text: &str) -> Option<DateTime<Utc>> {
+    let value: f64 = text.parse().ok()?;
+    if !value.is_finite() || value < 0.0 {
+        return None;
+    }
+    let micros = if value < 1e11 {
+        value * 1e6
+    } else if value < 1e14 {
+        value * 1e3
+    } else if value < 1e17 {
+        value
+    } else {
+        value / 1e3
+    };
+    if micros > 253_402_300_799_999_999.0 {
+        return None;
+    }
+    // Integers of up to 17 digits are exact in f64's 53-bit mantissa after scaling only when small; use
+    // integer arithmetic where the text is an integer.
+    let micros = match text.parse::<i64>() {
+        Ok(int) if value < 1e11 => int.checked_mul(1_000_000)?,
+        Ok(int) if value < 1e14 => int.checked_mul(1_000)?,
+        Ok(int) if value < 1e17 => int,
+        Ok(int) => int / 1_000,
+        Err(_) => micros.round() as i64,
+    };
+    Utc.timestamp_micros(micros).single().filter(in_range)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_times_are_read_by_magnitude() {
+        let expected = "2023-11-14T22:13:20.000000Z";
+        for text in [
+            "1700000000",
+            "1700000000000",
+            "1700000000000000",
+            "1700000000000000000",
+            "1700000000.0",
+        ] {
+            assert_eq!(format_time(parse_epoch(text).unwrap()), expected, "{text}");
+        }
+        assert_eq!(
+            format_time(parse_epoch("1700000000.5").unwrap()),
+            "2023-11-14T22:13:20.500000Z"
+        );
+        assert!(parse_epoch("-5").is_none());
+        assert!(parse_epoch("1e400").is_none());
+        assert!(parse_epoch("99999999999999999999999").is_none());
+    }
+
+    #[test]
+    fn rfc3339_times_are_normalized_to_utc() {
+        let t = parse_time_text("2024-03-01T10:00:00.123+02:00").unwrap();
+        assert_eq!(format_time(t), "2024-03-01T08:00:00.123000Z");
+        assert_eq!(
+            format_time(parse_time_text("2024-03-01 10:00:00").unwrap()),
+            "2024-03-01T10:00:00.000000Z"
+        );
+        assert!(parse_time_text("yesterday").is_none());
+        assert!(parse_time_text("2024-13-01T00:00:00Z").is_none());
+    }
+}

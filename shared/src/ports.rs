@@ -1,0 +1,201 @@
+//! The store's ports, in the domain's terms: one narrow trait per capability, as the functions use them.
+//!
+//! - [`NotificationSink`]: the ingest function stores notifications and learns, record by record, which were
+//!   stored.
+//! - [`NotificationIndex`]: the query function pages summaries for a lookup (an order, correlation or customer
+//!   id), with filters and a position to go on from.
+//! - [`NotificationReader`]: the query function reads one stored notification, with its payload.
+//!
+//! The DynamoDB and S3 adapters live in [`crate::dynamo`]; an in-memory double (feature `test-support`) in
+//! `crate::memory`. Nothing here names a table, an attribute or an SDK type.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::error::StoreError;
+use crate::model::{Notification, Summary};
+
+/// The three ways to list notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    Order,
+    Correlation,
+    Customer,
+}
+
+impl Lookup {
+    /// The summary field this lookup matches.
+    pub fn field(self, summary: &Summary) -> Option<&str> {
+        match self {
+            Lookup::Order => summary.fields.order_id.as_deref(),
+            Lookup::Correlation => summary.fields.correlation_id.as_deref(),
+            Lookup::Customer => summary.fields.customer_id.as_deref(),
+        }
+    }
+}
+
+/// Where a page stopped, to go on from: the last record's id and its place in the index. Opaque to the read
+/// side, which signs it into a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    pub id: String,
+    pub index_key: String,
+    pub sort_key: String,
+}
+
+/// One page of an index, asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexQuery {
+    pub lookup: Lookup,
+    /// The full id looked up.
+    pub value: String,
+    /// Only events at or after this time (RFC 3339 UTC, as stored).
+    pub since: Option<String>,
+    /// Only events at or before this time.
+    pub until: Option<String>,
+    pub event_type: Option<String>,
+    pub ascending: bool,
+    /// How many records the store may look at for this page, before filters.
+    pub limit: usize,
+    /// Go on after this position.
+    pub after: Option<Position>,
+}
+
+/// A summary and its position in the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Indexed {
+    pub summary: Summary,
+    pub position: Position,
+}
+
+/// A page of summaries, in index order, and where the store stopped looking (`None`: nothing more).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IndexPage {
+    pub items: Vec<Indexed>,
+    pub last: Option<Position>,
+}
+
+/// Pages summaries for a lookup.
+#[async_trait]
+pub trait NotificationIndex: Send + Sync {
+    async fn page(&self, query: &IndexQuery) -> Result<IndexPage, ReadError>;
+}
+
+/// Reads one stored notification, its payload, key and headers resolved wherever they were placed.
+#[async_trait]
+pub trait NotificationReader: Send + Sync {
+    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError>;
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReadError {
+    /// The store did not answer as asked (down, throttled, refused).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// What is stored cannot be read back: a malformed item, an object that fails its size or digest.
+    #[error("stored record {id:?} is corrupt: {reason}")]
+    Corrupt { id: String, reason: String },
+}
+
+impl ReadError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ReadError::Store(err) if err.is_transient())
+    }
+}
+
+/// The records of one batch, built into notifications only when the sink is ready to write them: a batch of
+/// thousands of records then holds no more notifications in memory than there are writes in flight.
+/// `build` must give the same notification for the same index, and may be called more than once for it.
+pub trait NotificationSource: Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The id of record `index` (cheap: no normalization).
+    fn id(&self, index: usize) -> String;
+    /// The notification of record `index`.
+    fn build(&self, index: usize) -> Notification;
+}
+
+impl NotificationSource for Vec<Notification> {
+    fn len(&self) -> usize {
+        <[Notification]>::len(self)
+    }
+
+    fn id(&self, index: usize) -> String {
+        self.get(index).map(|n| n.id.clone()).unwrap_or_default()
+    }
+
+    fn build(&self, index: usize) -> Notification {
+        self[index].clone()
+    }
+}
+
+/// Stores notifications. Records with the same id are stored once (the last one wins).
+#[async_trait]
+pub trait NotificationSink: Send + Sync {
+    /// Stores every record of `records` before `deadline`, or reports it failed with why.
+    async fn store(&self, records: &dyn NotificationSource, deadline: Instant) -> StoreReport;
+}
+
+/// What a sink did with a batch, record by record.
+#[derive(Debug, Clone, Default)]
+pub struct StoreReport {
+    pub stored: usize,
+    /// Requests sent again (after a transient error, or for items the store left unprocessed).
+    pub retries: u64,
+    /// Records whose payload (or key and headers) went to the object store.
+    pub offloaded: usize,
+    /// The records not stored, in id order.
+    pub failed: Vec<Failure>,
+}
+
+/// A record that was not stored, and why.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub id: String,
+    pub error: Arc<WriteError>,
+}
+
+/// Why a record was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The record cannot be laid out for the store (too large, and nowhere to put what does not fit).
+    #[error(transparent)]
+    Layout(#[from] crate::dynamo::placement::LayoutError),
+    /// The store refused the write; trying again cannot help.
+    #[error(transparent)]
+    Rejected(StoreError),
+    /// The deadline came before the write succeeded.
+    #[error("out of time after {attempts} attempts; last: {last}")]
+    OutOfTime { attempts: u32, last: Attempt },
+    /// A write that failed took its item with it, and the item could not be built again.
+    #[error("its item could not be built again for a retry")]
+    NotRebuilt,
+}
+
+impl WriteError {
+    /// A stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteError::Layout(_) => "layout",
+            WriteError::Rejected(_) => "rejected",
+            WriteError::OutOfTime { .. } => "out_of_time",
+            WriteError::NotRebuilt => "not_rebuilt",
+        }
+    }
+}
+
+/// What the last try of a write that ran out of time ran into.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Attempt {
+    #[error(transparent)]
+    Failed(StoreError),
+    #[error("{0} items left unprocessed by DynamoDB")]
+    Unprocessed(usize),
+}
