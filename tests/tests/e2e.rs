@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use esm::{EsmConfig, InProcess, Invocation, Invoke, StartingPosition};
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Mapping, Recording, TestKafka};
 use integration_tests::{unique, QueryServer, TestEnv};
+use notifications_cli::produce::{self, Outgoing};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tools::esm::{self, EsmConfig, InProcess, Invocation, Invoke, StartingPosition};
-use tools::produce::{self, Outgoing};
 
 fn mapping_config(kafka: &TestKafka, group: &str, topics: &[&str]) -> EsmConfig {
     let mut config = EsmConfig::new(&kafka.bootstrap);
