@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use esm::{EsmConfig, Invocation, Invoke, InvokeError};
+use local_stack::kafka::EmbeddedKafka;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -13,8 +15,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use tokio::sync::watch;
-use tools::esm::{self, EsmConfig, Invocation, Invoke};
-use tools::kafka::EmbeddedKafka;
 
 /// The broker a test talks to.
 pub struct TestKafka {
@@ -161,7 +161,7 @@ impl Recording {
 
 #[async_trait]
 impl Invoke for Recording {
-    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
         let result = self.inner.invoke(event).await;
         match &result {
             Ok(Invocation::Success) => {

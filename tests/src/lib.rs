@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use shared::config::{IngestConfig, QueryConfig};
 use shared::dynamo::DynamoStore;
 
-pub use tools::moto::{free_port, wait_for_port, workspace_root, MotoServer};
+pub use local_stack::moto::{free_port, wait_for_port, workspace_root, MotoServer};
 
 /// A random name for test resources.
 pub fn unique(prefix: &str) -> String {
@@ -47,12 +47,12 @@ pub fn moto_endpoint() -> String {
 
 /// SDK configuration for a local endpoint with dummy credentials.
 pub fn sdk_config(endpoint: &str) -> SdkConfig {
-    tools::aws::local_config(endpoint)
+    local_stack::aws::local_config(endpoint)
 }
 
 /// A DynamoDB client without SDK retries (the writer retries) for `endpoint`.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    tools::aws::dynamodb_client(&sdk_config(endpoint))
+    local_stack::aws::dynamodb_client(&sdk_config(endpoint))
 }
 
 /// An S3 client (path-style) for `endpoint`.

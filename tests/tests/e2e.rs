@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError, StartingPosition};
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Mapping, Recording, TestKafka};
 use integration_tests::{unique, QueryServer, TestEnv};
+use notifications_cli::produce::{self, Outgoing};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tools::esm::{self, EsmConfig, InProcess, Invocation, Invoke, StartingPosition};
-use tools::produce::{self, Outgoing};
 
 fn mapping_config(kafka: &TestKafka, group: &str, topics: &[&str]) -> EsmConfig {
     let mut config = EsmConfig::new(&kafka.bootstrap);
@@ -478,7 +478,7 @@ async fn wait_for_ids(env: &TestEnv, ids: &[String], timeout: Duration) -> Durat
 #[derive(Debug, Clone)]
 struct Call {
     records: Vec<(String, i64)>,
-    outcome: Result<Invocation, String>,
+    outcome: Result<Invocation, InvokeError>,
 }
 
 /// Wraps an invoker and keeps every invocation, failed and partial ones included, in order.
@@ -502,7 +502,7 @@ impl Observed {
 
 #[async_trait::async_trait]
 impl Invoke for Observed {
-    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
         let outcome = self.inner.invoke(event).await;
         let mut records = Vec::new();
         for (group, list) in event["records"].as_object().into_iter().flatten() {

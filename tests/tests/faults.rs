@@ -17,13 +17,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError};
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Recording, TestKafka};
 use integration_tests::{own_moto, unique, TestEnv};
+use notifications_cli::produce;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tools::esm::{self, EsmConfig, InProcess, Invocation, Invoke};
-use tools::produce;
 
 fn start_mapping(config: &EsmConfig, invoker: Arc<dyn Invoke>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
     let (stop, stopping) = watch::channel(false);
@@ -51,7 +51,7 @@ impl Drop for Counted {
 
 #[async_trait]
 impl Invoke for InFlight {
-    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
         self.now.fetch_add(1, Ordering::SeqCst);
         let _counted = Counted(self.now.clone());
         self.inner.invoke(event).await

@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use esm::{EsmConfig, Invocation, Invoke, InvokeError, LambdaInvoke};
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Mapping, Recording, TestKafka};
 use integration_tests::{free_port, unique, workspace_root, TestEnv};
+use notifications_cli::produce::{self, Outgoing};
 use serde_json::Value;
-use tools::esm::{EsmConfig, Invocation, Invoke, LambdaInvoke};
-use tools::produce::{self, Outgoing};
 
 /// The function `cargo lambda watch` serves: the binary's name.
 const FUNCTION: &str = "ingest";
@@ -221,14 +221,14 @@ impl LambdaWatch {
         )
     }
 
-    /// The mapping's invoker for this function: `tools::lambda_client` as `local-esm --lambda-endpoint` builds it,
+    /// The mapping's invoker for this function: `esm::lambda_client` as `local-esm --lambda-endpoint` builds it,
     /// from an SDK configuration without region or credentials (as in an environment without any).
     async fn invoker(&self) -> Arc<dyn Invoke> {
         let bare = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build();
         Arc::new(LambdaInvoke {
-            client: tools::lambda_client(&bare, Some(&self.url)).await,
+            client: esm::lambda_client(&bare, Some(&self.url)).await,
             function: FUNCTION.to_owned(),
         })
     }
@@ -277,11 +277,11 @@ impl Errors {
 
 #[async_trait]
 impl Invoke for Errors {
-    async fn invoke(&self, event: &Value) -> Result<Invocation, String> {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
         let result = self.inner.invoke(event).await;
         if let Err(error) = &result {
             if let Ok(mut seen) = self.seen.lock() {
-                seen.push(error.clone());
+                seen.push(error.to_string());
             }
         }
         result

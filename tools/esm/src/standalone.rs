@@ -1,32 +1,10 @@
-//! The `notifications` command's subcommands and the local event source mapping, as a library so that the
-//! integration tests drive exactly what users run.
-
-pub mod aws;
-pub mod dev;
-pub mod esm;
-pub mod kafka;
-pub mod moto;
-pub mod normalize_cmd;
-pub mod produce;
+//! The mapping run on its own (`local-esm`, `notifications esm`): what to invoke, the Lambda client of
+//! `--function-name`, and the run until a signal.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Logging for the command line tools: human-readable, `RUST_LOG` to change the level.
-pub fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,aws_config=warn,aws_smithy_runtime=warn".into()),
-        )
-        .with_target(false)
-        .compact()
-        // Logs go to stderr, so that stdout carries only what a command prints for its user (dev's component
-        // lines, normalize's record); colours only on a terminal.
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
+use crate::{EsmConfig, InProcess, Invoke, LambdaInvoke};
 
 /// Options of the stand-alone mapping: what to invoke.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,23 +48,23 @@ pub async fn lambda_client(aws: &aws_config::SdkConfig, endpoint: Option<&str>) 
 }
 
 /// Runs the local event source mapping on its own until Ctrl-C or SIGTERM.
-pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::Result<()> {
+pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Result<()> {
     let aws = aws_config::load_from_env().await;
-    let invoker: Arc<dyn esm::Invoke> = match &invoke.function_name {
-        Some(function) => Arc::new(esm::LambdaInvoke {
+    let invoker: Arc<dyn Invoke> = match &invoke.function_name {
+        Some(function) => Arc::new(LambdaInvoke {
             client: lambda_client(&aws, invoke.lambda_endpoint.as_deref()).await,
             function: function.clone(),
         }),
         None => {
             let ingest_config = shared::config::IngestConfig::from_env()?;
             let store = shared::dynamo::DynamoStore::new(
-                aws::dynamodb_client(&aws),
+                local_stack::aws::dynamodb_client(&aws),
                 shared::dynamo::s3_client(&aws),
                 ingest_config.table.clone(),
             )
             .with_layout(ingest_config.layout.clone())
             .with_write_options(ingest_config.write);
-            Arc::new(esm::InProcess {
+            Arc::new(InProcess {
                 ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
                 timeout: Duration::from_secs(invoke.timeout_seconds),
             })
@@ -94,7 +72,7 @@ pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::
     };
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        dev::shutdown_signal().await;
+        local_stack::shutdown_signal().await;
         let _ = stop.send(true);
     });
     eprintln!(
@@ -104,7 +82,7 @@ pub async fn run_mapping(config: esm::EsmConfig, invoke: InvokeArgs) -> anyhow::
         config.topics.join(","),
         invoke.function_name.as_deref().unwrap_or("ingest handler in-process")
     );
-    let progress = esm::run(&config, invoker.as_ref(), stopping, &|p| {
+    let progress = crate::run(&config, invoker.as_ref(), stopping, &|p| {
         tracing::debug!(batches = p.batches, records = p.records, "progress");
     })
     .await?;

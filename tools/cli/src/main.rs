@@ -12,28 +12,28 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show the record one message becomes: reads the value from standard input, prints JSON.
-    Normalize(tools::normalize_cmd::NormalizeArgs),
+    Normalize(notifications_cli::normalize_cmd::NormalizeArgs),
     /// Send generated order-flow events, or the fixture corpus, to Kafka.
-    Produce(tools::produce::ProduceArgs),
+    Produce(notifications_cli::produce::ProduceArgs),
     /// Run the whole pipeline locally (Kafka, moto, mapping, ingest, query API) until Ctrl-C.
-    Dev(tools::dev::DevArgs),
+    Dev(notifications_cli::dev::DevArgs),
     /// Run the local event source mapping alone (also available as the `local-esm` binary).
     Esm {
         #[command(flatten)]
-        config: tools::esm::EsmConfig,
+        config: esm::EsmConfig,
         #[command(flatten)]
-        invoke: tools::InvokeArgs,
+        invoke: esm::InvokeArgs,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tools::init_logging();
+    local_stack::init_logging();
     match cli.command {
-        Command::Normalize(args) => tools::normalize_cmd::run(&args),
-        Command::Produce(args) => tools::produce::run(&args).await,
-        Command::Dev(args) => tools::dev::run(args).await,
-        Command::Esm { config, invoke } => tools::run_mapping(config, invoke).await,
+        Command::Normalize(args) => notifications_cli::normalize_cmd::run(&args),
+        Command::Produce(args) => notifications_cli::produce::run(&args).await,
+        Command::Dev(args) => notifications_cli::dev::run(args).await,
+        Command::Esm { config, invoke } => esm::run_mapping(config, invoke).await,
     }
 }

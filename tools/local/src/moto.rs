@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The workspace root (where `.venv` is made by `make venv`).
+/// The workspace root (where `.venv` is made by `make venv`); this crate is `tools/local`.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// The `moto_server` executable: `MOTO_SERVER` if set, else the project's `.venv`.

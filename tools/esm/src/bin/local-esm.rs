@@ -10,14 +10,14 @@ use clap::Parser;
 )]
 struct Args {
     #[command(flatten)]
-    config: tools::esm::EsmConfig,
+    config: esm::EsmConfig,
     #[command(flatten)]
-    invoke: tools::InvokeArgs,
+    invoke: esm::InvokeArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tools::init_logging();
-    tools::run_mapping(args.config, args.invoke).await
+    local_stack::init_logging();
+    esm::run_mapping(args.config, args.invoke).await
 }

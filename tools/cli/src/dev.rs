@@ -10,9 +10,9 @@ use shared::config::{IngestConfig, QueryConfig};
 use shared::dynamo::DynamoStore;
 use tokio::sync::watch;
 
-use crate::esm::{self, EsmConfig, InProcess, Invoke, LambdaInvoke};
-use crate::kafka::{self, EmbeddedKafka};
-use crate::moto::MotoServer;
+use esm::{EsmConfig, InProcess, Invoke, LambdaInvoke};
+use local_stack::kafka::{self, EmbeddedKafka};
+use local_stack::moto::MotoServer;
 
 /// The `dev` command's arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -111,8 +111,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             endpoint
         }
     };
-    let aws = crate::aws::local_config(&endpoint);
-    crate::aws::ensure_table_and_bucket(&aws, &args.table, &args.bucket).await?;
+    let aws = local_stack::aws::local_config(&endpoint);
+    local_stack::aws::ensure_table_and_bucket(&aws, &args.table, &args.bucket).await?;
     line(
         "table",
         format!(
@@ -147,7 +147,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 other => std::env::var(other).ok(),
             })?;
             let store = DynamoStore::new(
-                crate::aws::dynamodb_client(&aws),
+                local_stack::aws::dynamodb_client(&aws),
                 shared::dynamo::s3_client(&aws),
                 args.table.clone(),
             )
@@ -220,7 +220,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         args.api_listen
     );
 
-    shutdown_signal().await;
+    local_stack::shutdown_signal().await;
     println!("stopping ...");
     let _ = stop.send(true);
     match mapping.await {
@@ -242,20 +242,4 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     drop(_moto);
     println!("stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

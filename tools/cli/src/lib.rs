@@ -1,0 +1,6 @@
+//! The `notifications` command's subcommands, as a library so that the integration tests drive exactly what
+//! users run (they send with [`produce`]).
+
+pub mod dev;
+pub mod normalize_cmd;
+pub mod produce;
