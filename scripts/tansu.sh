@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tansu 0.6.0, the second Kafka-protocol broker of the end-to-end suite (BRIEF §8).
+# Tansu 0.6.0, the second Kafka-protocol broker of the end-to-end suite.
 #   scripts/tansu.sh install   build and install it once per machine (~20 minutes on 2 cores)
 #   scripts/tansu.sh start     start it on 127.0.0.1:${TANSU_PORT:-9093} with SQLite storage; prints its pid
 #   scripts/tansu.sh stop      stop the one started by `start`

@@ -1,4 +1,4 @@
-//! The fault suite (BRIEF §6 under stress): records pushed through the local stack while the mapping is
+//! The fault suite (the failure rules under stress): records pushed through the local stack while the mapping is
 //! killed and restarted mid-batch (twice, each time while the function is handling one of its batches), the
 //! DynamoDB endpoint refuses connections for a while, the DynamoDB server is killed and started again (with the
 //! writes it acknowledged, replayed by the fault layer: moto keeps its state in memory only), the Kafka broker
