@@ -64,6 +64,40 @@ pub struct Header {
     pub value: Data,
 }
 
+/// The longest extracted field (an id, an event type, a source) stored whole, in bytes. A longer one is stored as
+/// its first bytes, its full length and its SHA-256 (DynamoDB allows 2,048 bytes in an index key and 400 KB in an
+/// item), and normalization warns about it.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// The most warnings kept for one record; the last one kept says how many more there were.
+pub const MAX_WARNINGS: usize = 32;
+/// The longest name (of a header or a JSON member) a warning repeats, in bytes; longer names are cut.
+pub const MAX_NAME_IN_WARNING: usize = 64;
+
+/// A name (a JSON path) as a warning shows it: cut to [`MAX_NAME_IN_WARNING`] bytes at a character boundary,
+/// with its length when cut.
+pub fn cut_name(name: &str) -> String {
+    if name.len() <= MAX_NAME_IN_WARNING {
+        return name.to_owned();
+    }
+    let mut end = MAX_NAME_IN_WARNING;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &name[..end], name.len())
+}
+
+/// A name (a header's) as a warning shows it: quoted, and cut as [`cut_name`] cuts it.
+pub fn quoted_name(name: &str) -> String {
+    if name.len() <= MAX_NAME_IN_WARNING {
+        return format!("{name:?}");
+    }
+    let mut end = MAX_NAME_IN_WARNING;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &name[..end], name.len())
+}
+
 /// What decoding or normalization noticed about a record: a stable code for programs and alerts, and a message
 /// for people (stored with the record as it is).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +150,10 @@ pub enum WarningCode {
     UnreadableTime,
     /// No event time and no Kafka timestamp: `occurred_at` is the receive time.
     NoEventTime,
+    /// An extracted field was longer than [`MAX_FIELD_BYTES`]; it is stored cut, with its length and SHA-256.
+    FieldTooLong,
+    /// More warnings than [`MAX_WARNINGS`]; the rest are counted, not kept.
+    MoreWarnings,
     /// Read back from the store, which keeps the message only.
     Stored,
 }
@@ -137,6 +175,8 @@ impl WarningCode {
             WarningCode::IdNotScalar => "id-not-scalar",
             WarningCode::UnreadableTime => "unreadable-time",
             WarningCode::NoEventTime => "no-event-time",
+            WarningCode::FieldTooLong => "field-too-long",
+            WarningCode::MoreWarnings => "more-warnings",
             WarningCode::Stored => "stored",
         }
     }

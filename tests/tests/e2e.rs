@@ -822,3 +822,63 @@ async fn partial_batch_responses_end_with_every_record_stored_once_and_committed
         "the new member got records already committed: {redelivered:?}"
     );
 }
+
+#[tokio::test]
+async fn records_with_a_huge_id_or_a_huge_unreadable_time_are_stored_and_their_partition_moves_on() {
+    // Tried as a new user: before fields and warnings were bounded, the first two never reached the table (their
+    // items went over DynamoDB's 400 KB, a ValidationException) and the partition was stuck on them.
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let topic = unique("huge");
+    kafka.create_topic(&topic, 1).await;
+    let group = unique("group");
+    let mapping = Mapping::start(
+        mapping_config(&kafka, &group, &[&topic]),
+        in_process(&env, &env.endpoint, Duration::from_secs(20)),
+    );
+    let huge_id = "o".repeat(420_000);
+    let not_a_time = "t".repeat(410_000);
+    let huge = json!({"eventType": "HugeId", "orderId": huge_id}).to_string();
+    let late = json!({"eventType": "HugeTime", "orderId": "o-late", "occurredAt": not_a_time}).to_string();
+    send(
+        &kafka,
+        &[
+            raw(&topic, None, Some(huge.as_bytes()), &[]),
+            raw(&topic, None, Some(late.as_bytes()), &[]),
+            raw(&topic, None, Some(br#"{"eventType":"Plain","orderId":"o-plain"}"#), &[]),
+        ],
+    )
+    .await;
+    wait_for_items(&env, 3, Duration::from_secs(60)).await;
+    let progress = mapping.stop().await;
+    assert_eq!(progress.failed_invocations, 0, "no batch failed: {progress:?}");
+    assert_eq!(
+        kafka.committed(&group, &topic, 1).get(&0),
+        Some(&3),
+        "the partition moved on"
+    );
+
+    let server = env.query_server().await;
+    let body = get(&server, &format!("/notifications/{topic}:0:0")).await;
+    assert_eq!(
+        body["payload"]["orderId"].as_str().map(str::len),
+        Some(420_000),
+        "the payload is whole"
+    );
+    let stored = body["order_id"].as_str().unwrap_or_default();
+    assert!(stored.len() <= shared::model::MAX_FIELD_BYTES, "{} bytes", stored.len());
+    assert!(stored.contains("[420000 bytes, sha256:"), "{stored}");
+    let body = get(&server, &format!("/notifications/{topic}:0:1")).await;
+    let warnings = body["warnings"].to_string();
+    assert!(
+        warnings.contains("text of 410000 bytes that is not a time"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.len() < 1_000,
+        "warnings describe values, never quote them: {} bytes",
+        warnings.len()
+    );
+    let body = get(&server, "/notifications?order_id=o-plain").await;
+    assert_eq!(body["items"][0]["event_type"], "Plain");
+}

@@ -418,7 +418,11 @@ async fn an_order_id_longer_than_dynamodbs_index_key_limit_is_found() {
     assert_eq!(status, 200);
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
-    assert_eq!(items[0]["order_id"].as_str().unwrap(), long_id);
+    assert_eq!(items[0]["event_type"], "Long");
+    // Stored cut to the field limit, with its full length and SHA-256.
+    let stored = shared::dynamo::table::stored_field(&long_id);
+    assert_eq!(items[0]["order_id"].as_str().unwrap(), stored);
+    assert!(stored.contains("[3000 bytes, sha256:"), "{stored}");
 }
 
 #[tokio::test]
@@ -735,7 +739,8 @@ async fn a_correlation_id_longer_than_dynamodbs_index_key_limit_is_found_by_list
     let items = body["items"].as_array().unwrap();
     let ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["orders:0:1", "payments:0:1"]);
-    assert!(items.iter().all(|i| i["correlation_id"] == long_id.as_str()));
+    let stored = shared::dynamo::table::stored_field(&long_id);
+    assert!(items.iter().all(|i| i["correlation_id"] == stored.as_ref()));
 
     let (status, body) = f
         .contract

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::{KafkaMessage, Warning, WarningCode};
+use crate::model::{quoted_name, KafkaMessage, Warning, WarningCode};
 
 pub(super) fn kind(value: &Value) -> &'static str {
     match value {
@@ -65,7 +65,7 @@ fn int_field(entry: &Value, name: &str, warnings: &mut Vec<Warning>) -> Option<i
             None => {
                 warnings.push(Warning::new(
                     WarningCode::NotAnInteger,
-                    format!("record {name} {n} is not an integer"),
+                    format!("record {name} is a number that is not an integer"),
                 ));
                 None
             }
@@ -75,7 +75,7 @@ fn int_field(entry: &Value, name: &str, warnings: &mut Vec<Warning>) -> Option<i
             Err(_) => {
                 warnings.push(Warning::new(
                     WarningCode::NotAnInteger,
-                    format!("record {name} {s:?} is not an integer"),
+                    format!("record {name} is text of {} bytes that is not an integer", s.len()),
                 ));
                 None
             }
@@ -183,7 +183,10 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
                                 None => {
                                     warnings.push(Warning::new(
                                         WarningCode::MalformedHeader,
-                                        format!("header {name:?} is not an array of bytes; stored as its JSON"),
+                                        format!(
+                                            "header {} is not an array of bytes; stored as its JSON",
+                                            quoted_name(name)
+                                        ),
                                     ));
                                     headers.push((name.clone(), raw.to_string().into_bytes()));
                                 }
@@ -197,8 +200,9 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
                         warnings.push(Warning::new(
                             WarningCode::MalformedHeader,
                             format!(
-                                "header entry {index} is {}, not an object; kept as header {name:?} with its JSON",
-                                kind(other)
+                                "header entry {index} is {}, not an object; kept as header {} with its JSON",
+                                kind(other),
+                                quoted_name(&name)
                             ),
                         ));
                         headers.push((name, other.to_string().into_bytes()));

@@ -202,21 +202,13 @@ impl IndexRead for MockTable {
         let items = matching
             .into_iter()
             .map(|(_, item)| item)
-            .filter(|item| s(item, index.field).as_deref() == Some(query.value.as_str()))
-            .filter(|item| query.event_type.is_none() || s(item, "event_type") == query.event_type)
-            .map(|item| {
-                let mut projected = Item::new();
-                for name in table::SUMMARY_ATTRIBUTES.iter().chain(&[
-                    table::PARTITION_KEY,
-                    index.partition_key,
-                    table::EVENT_SORT_KEY,
-                ]) {
-                    if let Some(v) = item.get(*name) {
-                        projected.insert((*name).to_owned(), v.clone());
-                    }
-                }
-                projected
+            .filter(|item| s(item, index.field).as_deref() == Some(table::stored_field(&query.value).as_ref()))
+            .filter(|item| {
+                query.event_type.as_deref().is_none_or(|et| {
+                    s(item, table::attr::EVENT_TYPE).as_deref() == Some(table::stored_field(et).as_ref())
+                })
             })
+            .map(|item| table::projection(item, index))
             .collect();
         Ok(RawPage { items, last_key })
     }

@@ -149,15 +149,16 @@ pub fn prepare_owned(
         (attr::SOURCE_SERVICE, source_service),
         (attr::EVENT_ID, event_id),
     ] {
-        if let Some(value) = value {
-            item.insert(name.into(), s(value));
+        let Some(value) = value else { continue };
+        // The index key is made from the whole id; the item keeps it within the field limit.
+        if let Some(index) = INDEXES.iter().find(|index| index.field == name) {
+            item.insert(index.partition_key.into(), s(table::index_key(&value)));
         }
-    }
-    for index in INDEXES {
-        if let Some(AttributeValue::S(value)) = item.get(index.field) {
-            let key = table::index_key(value);
-            item.insert(index.partition_key.into(), s(key));
-        }
+        let stored = match table::stored_field(&value) {
+            std::borrow::Cow::Borrowed(_) => value,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        item.insert(name.into(), s(stored));
     }
     item.insert(attr::EVENT_SORT_KEY.into(), s(table::event_sort_key(&occurred_at, &id)));
     item.insert(attr::OCCURRED_AT.into(), s(occurred_at));
@@ -170,7 +171,12 @@ pub fn prepare_owned(
     if !warnings.is_empty() {
         item.insert(
             attr::WARNINGS.into(),
-            AttributeValue::L(warnings.into_iter().map(|w| s(w.message)).collect()),
+            AttributeValue::L(
+                warnings
+                    .into_iter()
+                    .map(|w| s(table::stored_field(&w.message).into_owned()))
+                    .collect(),
+            ),
         );
     }
     if let Some(retention) = layout.retention_seconds {

@@ -120,7 +120,10 @@ impl IndexRead for DynamoTable {
         ]);
         let mut values = HashMap::from([
             (":pk".to_owned(), AttributeValue::S(table::index_key(&query.value))),
-            (":value".to_owned(), AttributeValue::S(query.value.clone())),
+            (
+                ":value".to_owned(),
+                AttributeValue::S(table::stored_field(&query.value).into_owned()),
+            ),
         ]);
         let mut key_condition = "#pk = :pk".to_owned();
         let (from, to) = table::sort_key_bounds(query.since.as_deref(), query.until.as_deref());
@@ -147,7 +150,10 @@ impl IndexRead for DynamoTable {
         let mut filter = "#field = :value".to_owned();
         if let Some(event_type) = &query.event_type {
             names.insert("#et".into(), attr::EVENT_TYPE.into());
-            values.insert(":et".into(), AttributeValue::S(event_type.clone()));
+            values.insert(
+                ":et".into(),
+                AttributeValue::S(table::stored_field(event_type).into_owned()),
+            );
             filter.push_str(" AND #et = :et");
         }
         let output = self

@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{
 use sha2::{Digest, Sha256};
 
 use super::codec::Item;
+use crate::model::MAX_FIELD_BYTES;
 use crate::ports::{Lookup, Position};
 
 /// Every attribute name of an item, defined once.
@@ -146,6 +147,25 @@ pub fn index_key(id: &str) -> String {
     }
 }
 
+/// An extracted field as an item stores it: whole up to [`MAX_FIELD_BYTES`], else its first bytes (cut at a
+/// character boundary), then `…` and its full length and SHA-256, within [`MAX_FIELD_BYTES`] in all. The index key
+/// is made from the whole value ([`index_key`]) and lookups compare this form, so a long id is still found exactly.
+pub fn stored_field(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_FIELD_BYTES {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let suffix = format!(
+        "…[{} bytes, sha256:{}]",
+        value.len(),
+        hex::encode(Sha256::digest(value.as_bytes()))
+    );
+    let mut end = MAX_FIELD_BYTES - suffix.len();
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{suffix}", &value[..end]))
+}
+
 /// The index sort key of a record.
 pub fn event_sort_key(occurred_at: &str, id: &str) -> String {
     let key = format!("{occurred_at}#{id}");
@@ -161,6 +181,15 @@ pub fn event_sort_key(occurred_at: &str, id: &str) -> String {
 /// `#~`, which sorts after every `{until}#{id}` of that same time.
 pub fn sort_key_bounds(since: Option<&str>, until: Option<&str>) -> (Option<String>, Option<String>) {
     (since.map(str::to_owned), until.map(|u| format!("{u}#~")))
+}
+
+/// What an index holds of an item: its keys and the summary attributes (DynamoDB's INCLUDE projection).
+pub fn projection(item: &Item, index: &Index) -> Item {
+    SUMMARY_ATTRIBUTES
+        .iter()
+        .chain(&[attr::ID, index.partition_key, attr::EVENT_SORT_KEY])
+        .filter_map(|name| Some(((*name).to_owned(), item.get(*name)?.clone())))
+        .collect()
 }
 
 /// The ExclusiveStartKey of an index query that goes on after `position`.
@@ -241,6 +270,19 @@ pub fn create_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_fields_are_stored_cut_with_their_length_and_digest_and_stay_distinct() {
+        assert_eq!(stored_field("order-1"), "order-1");
+        let at_limit = "x".repeat(MAX_FIELD_BYTES);
+        assert_eq!(stored_field(&at_limit), at_limit);
+        let long = "é".repeat(210_000);
+        let stored = stored_field(&long);
+        assert!(stored.len() <= MAX_FIELD_BYTES, "{}", stored.len());
+        assert!(stored.starts_with("éé"));
+        assert!(stored.contains("[420000 bytes, sha256:"), "{stored}");
+        assert_ne!(stored, stored_field(&format!("{long}x")));
+    }
 
     #[test]
     fn short_ids_are_their_own_index_key() {

@@ -21,7 +21,9 @@ pub use numbers::decimal_text;
 pub use time::{format_time, parse_epoch, parse_time_text};
 pub use vocabulary::{canonical, is_canonical, TopicServiceMap};
 
-use crate::model::{Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode};
+use crate::model::{
+    Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode, MAX_FIELD_BYTES, MAX_WARNINGS,
+};
 use json::Json;
 use search::{collect_scopes, find_field, find_time, HeaderIndex};
 use time::in_range;
@@ -82,6 +84,25 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         fields.source_service = context.topic_services.service_for(&message.topic).map(str::to_owned);
     }
 
+    for (label, value) in [
+        ("event_type", &fields.event_type),
+        ("correlation_id", &fields.correlation_id),
+        ("order_id", &fields.order_id),
+        ("customer_id", &fields.customer_id),
+        ("source_service", &fields.source_service),
+        ("event_id", &fields.event_id),
+    ] {
+        if let Some(value) = value.as_deref().filter(|v| v.len() > MAX_FIELD_BYTES) {
+            warnings.push(Warning::new(
+                WarningCode::FieldTooLong,
+                format!(
+                    "{label} is {} bytes; stored as its first bytes, its length and its SHA-256",
+                    value.len()
+                ),
+            ));
+        }
+    }
+
     let occurred_at = find_time(&scopes, &header_index, &mut warnings)
         .or_else(|| {
             message
@@ -97,6 +118,7 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
             context.received_at
         });
 
+    cap_warnings(&mut warnings);
     Notification {
         id: message.id(),
         source_topic: message.topic.clone(),
@@ -113,6 +135,18 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         payload_format,
         schema_id,
         warnings,
+    }
+}
+
+/// Keeps at most [`MAX_WARNINGS`] warnings, the last of them counting those left out.
+fn cap_warnings(warnings: &mut Vec<Warning>) {
+    if warnings.len() > MAX_WARNINGS {
+        let more = warnings.len() - (MAX_WARNINGS - 1);
+        warnings.truncate(MAX_WARNINGS - 1);
+        warnings.push(Warning::new(
+            WarningCode::MoreWarnings,
+            format!("{more} more warnings, not kept"),
+        ));
     }
 }
 
@@ -192,5 +226,51 @@ mod tests {
             let n = normalize_value(&format!(r#"{{"{name}": "2024-03-01T10:00:00.1234567+01:00"}}"#), &[]);
             assert_eq!(n.occurred_at, "2024-03-01T09:00:00.123456Z", "{name}");
         }
+    }
+
+    #[test]
+    fn warnings_describe_values_without_quoting_them_and_are_capped() {
+        let huge_time = "t".repeat(410_000);
+        let n = normalize_value(
+            &format!(r#"{{"occurredAt":"{huge_time}","orderId":"{}"}}"#, "o".repeat(5_000)),
+            &[],
+        );
+        let messages: Vec<&str> = n.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert!(
+            messages.iter().all(|m| m.len() < 200 && !m.contains("ttt")),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.contains("text of 410000 bytes")),
+            "{messages:?}"
+        );
+        let codes: Vec<WarningCode> = n.warnings.iter().map(|w| w.code).collect();
+        assert!(codes.contains(&WarningCode::FieldTooLong), "{codes:?}");
+        assert!(codes.contains(&WarningCode::UnreadableTime), "{codes:?}");
+
+        // A header name that is not UTF-8 is named, cut; a hundred of them are counted, not all kept.
+        let mut message = KafkaMessage {
+            topic: "orders".into(),
+            partition: 0,
+            offset: Some(7),
+            timestamp: Some(1_700_000_000_000),
+            timestamp_type: None,
+            key: None,
+            value: None,
+            headers: vec![("order-id".to_owned(), vec![0xff]); 100],
+            warnings: Vec::new(),
+            fingerprint: String::new(),
+        };
+        message.headers.push(("x".repeat(100_000), vec![0xff]));
+        let map = TopicServiceMap::default();
+        let context = Context {
+            received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+            topic_services: &map,
+        };
+        let n = normalize(&message, &context);
+        assert_eq!(n.warnings.len(), MAX_WARNINGS);
+        let last = n.warnings.last().unwrap();
+        assert_eq!(last.code, WarningCode::MoreWarnings);
+        assert_eq!(last.message, "69 more warnings, not kept");
     }
 }

@@ -7,7 +7,7 @@ use super::json::Json;
 use super::numbers::decimal_text;
 use super::time::{parse_epoch, parse_time_text};
 use super::vocabulary::{canonical, is_canonical, FieldSpec, ENVELOPES, MAX_ENVELOPE_DEPTH, OCCURRED_AT};
-use crate::model::{Warning, WarningCode};
+use crate::model::{cut_name, quoted_name, Warning, WarningCode};
 
 /// An object searched for fields, with the path it was found at.
 pub(super) struct Scope<'j, 'a> {
@@ -95,7 +95,7 @@ impl<'m> HeaderIndex<'m> {
                 Ok(_) => {}
                 Err(_) => warnings.push(Warning::new(
                     WarningCode::HeaderNotUtf8,
-                    format!("header {name:?} is not UTF-8, so it is not a {label}"),
+                    format!("header {} is not UTF-8, so it is not a {label}", quoted_name(name)),
                 )),
             }
         }
@@ -118,7 +118,11 @@ fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<Warning
             None => {
                 warnings.push(Warning::new(
                     WarningCode::IdTooLarge,
-                    format!("{label} at {path} is the number {text}, too large to write out; kept as written"),
+                    format!(
+                        "{label} at {} is a number of {} characters, too large to write out; kept as written",
+                        cut_name(path),
+                        text.len()
+                    ),
                 ));
                 Some((*text).to_owned())
             }
@@ -126,7 +130,11 @@ fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<Warning
         other => {
             warnings.push(Warning::new(
                 WarningCode::IdNotScalar,
-                format!("{label} at {path} is {}, not a string or number; ignored", other.kind()),
+                format!(
+                    "{label} at {} is {}, not a string or number; ignored",
+                    cut_name(path),
+                    other.kind()
+                ),
             ));
             None
         }
@@ -205,7 +213,9 @@ pub(super) fn find_time(
                         None => warnings.push(Warning::new(
                             WarningCode::UnreadableTime,
                             format!(
-                                "{path} {text:?} is not a time this service reads (RFC 3339 or epoch seconds/milliseconds)"
+                                "{} is text of {} bytes that is not a time this service reads (RFC 3339 or epoch seconds/milliseconds)",
+                                cut_name(&path),
+                                text.len()
                             ),
                         )),
                     },
@@ -213,13 +223,13 @@ pub(super) fn find_time(
                         Some(time) => return Some(time),
                         None => warnings.push(Warning::new(
                             WarningCode::UnreadableTime,
-                            format!("{path} {text} is not a plausible epoch time"),
+                            format!("{} is a number that is not a plausible epoch time", cut_name(&path)),
                         )),
                     },
                     Json::String(_) | Json::Null => {}
                     other => warnings.push(Warning::new(
                         WarningCode::UnreadableTime,
-                        format!("{path} is {}, not a time", other.kind()),
+                        format!("{} is {}, not a time", cut_name(&path), other.kind()),
                     )),
                 }
             }
@@ -231,7 +241,10 @@ pub(super) fn find_time(
                 Some(time) => return Some(time),
                 None => warnings.push(Warning::new(
                     WarningCode::UnreadableTime,
-                    format!("header {name} {text:?} is not a time this service reads"),
+                    format!(
+                        "header {name} is text of {} bytes that is not a time this service reads",
+                        text.len()
+                    ),
                 )),
             }
         }
