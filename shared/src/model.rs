@@ -276,6 +276,20 @@ pub struct Extracted {
     pub event_id: Option<String>,
 }
 
+impl Extracted {
+    /// Each field with its name, in the record's order.
+    pub fn named(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("event_type", self.event_type.as_deref()),
+            ("correlation_id", self.correlation_id.as_deref()),
+            ("order_id", self.order_id.as_deref()),
+            ("customer_id", self.customer_id.as_deref()),
+            ("source_service", self.source_service.as_deref()),
+            ("event_id", self.event_id.as_deref()),
+        ]
+    }
+}
+
 /// The stored record: one per Kafka record (README, "The record").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {

@@ -297,17 +297,9 @@ fn check_record(case: &Case) -> Vec<String> {
     }
 
     // The extracted fields.
-    let fields = &n.fields;
-    for (field, actual) in [
-        ("event_type", &fields.event_type),
-        ("correlation_id", &fields.correlation_id),
-        ("order_id", &fields.order_id),
-        ("customer_id", &fields.customer_id),
-        ("source_service", &fields.source_service),
-        ("event_id", &fields.event_id),
-    ] {
+    for (field, actual) in n.fields.named() {
         match expected_text(case, field) {
-            Ok(expected) => same(&mut problems, field, actual, &expected),
+            Ok(expected) => same(&mut problems, field, &actual, &expected),
             Err(e) => problems.push(e),
         }
     }

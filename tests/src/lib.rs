@@ -119,9 +119,7 @@ impl TestEnv {
     /// The real ingest handler over this environment (through `endpoint`, which may be a fault proxy).
     pub fn ingest_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
         let config = self.ingest_config(extra);
-        let store = dynamo_store(endpoint, &config.table)
-            .with_layout(config.layout.clone())
-            .with_write_options(config.write);
+        let store = DynamoStore::for_ingest(dynamodb_client(endpoint), s3_client(endpoint), &config);
         ingest::handler::Ingest::new(Arc::new(store), config)
     }
 

@@ -27,13 +27,11 @@ async fn main() -> Result<(), Error> {
         .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build();
-    let store = DynamoStore::new(
+    let store = DynamoStore::for_ingest(
         aws_sdk_dynamodb::Client::new(&aws),
         shared::dynamo::s3_client(&aws),
-        config.table.clone(),
-    )
-    .with_layout(config.layout.clone())
-    .with_write_options(config.write);
+        &config,
+    );
     let ingest = Arc::new(Ingest::new(Arc::new(store), config));
     metrics_cloudwatch_embedded::lambda::service::run(
         metrics,

@@ -63,6 +63,17 @@ impl DynamoStore {
         Self::from_parts(Arc::new(DynamoTable::new(dynamodb, table)), Arc::new(S3Bucket::new(s3)))
     }
 
+    /// The adapter the ingest function writes through: `config`'s table, layout and write options.
+    pub fn for_ingest(
+        dynamodb: aws_sdk_dynamodb::Client,
+        s3: aws_sdk_s3::Client,
+        config: &crate::config::IngestConfig,
+    ) -> Self {
+        Self::new(dynamodb, s3, config.table.clone())
+            .with_layout(config.layout.clone())
+            .with_write_options(config.write)
+    }
+
     /// The adapter over any implementation of the calls (the unit tests' mocks).
     pub fn from_parts(table: Arc<dyn Table>, bucket: Arc<dyn Bucket>) -> Self {
         DynamoStore {

@@ -84,15 +84,8 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         fields.source_service = context.topic_services.service_for(&message.topic).map(str::to_owned);
     }
 
-    for (label, value) in [
-        ("event_type", &fields.event_type),
-        ("correlation_id", &fields.correlation_id),
-        ("order_id", &fields.order_id),
-        ("customer_id", &fields.customer_id),
-        ("source_service", &fields.source_service),
-        ("event_id", &fields.event_id),
-    ] {
-        if let Some(value) = value.as_deref().filter(|v| v.len() > MAX_FIELD_BYTES) {
+    for (label, value) in fields.named() {
+        if let Some(value) = value.filter(|v| v.len() > MAX_FIELD_BYTES) {
             warnings.push(Warning::new(
                 WarningCode::FieldTooLong,
                 format!(

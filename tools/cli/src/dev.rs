@@ -146,13 +146,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 "PAYLOAD_BUCKET" => Some(args.bucket.clone()),
                 other => std::env::var(other).ok(),
             })?;
-            let store = DynamoStore::new(
+            let store = DynamoStore::for_ingest(
                 local_stack::aws::dynamodb_client(&aws),
                 shared::dynamo::s3_client(&aws),
-                args.table.clone(),
-            )
-            .with_layout(ingest_config.layout.clone())
-            .with_write_options(ingest_config.write);
+                &ingest_config,
+            );
             line("ingest", "handler in-process");
             Arc::new(InProcess {
                 ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),

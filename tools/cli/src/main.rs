@@ -18,12 +18,7 @@ enum Command {
     /// Run the whole pipeline locally (Kafka, moto, mapping, ingest, query API) until Ctrl-C.
     Dev(notifications_cli::dev::DevArgs),
     /// Run the local event source mapping alone (also available as the `local-esm` binary).
-    Esm {
-        #[command(flatten)]
-        config: esm::EsmConfig,
-        #[command(flatten)]
-        invoke: esm::InvokeArgs,
-    },
+    Esm(esm::StandaloneArgs),
 }
 
 #[tokio::main]
@@ -34,6 +29,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Normalize(args) => notifications_cli::normalize_cmd::run(&args),
         Command::Produce(args) => notifications_cli::produce::run(&args).await,
         Command::Dev(args) => notifications_cli::dev::run(args).await,
-        Command::Esm { config, invoke } => esm::run_mapping(config, invoke).await,
+        Command::Esm(mapping) => mapping.run().await,
     }
 }

@@ -18,4 +18,4 @@ pub use config::{EsmConfig, SourceKind, StartingPosition, ALL_TOPICS};
 pub use event::{build_event, retain_failed, Record, MAX_EVENT_BYTES};
 pub use invoke::{read_response, InProcess, Invocation, Invoke, InvokeError, LambdaInvoke};
 pub use run::{consumer, run, Progress};
-pub use standalone::{lambda_client, run_mapping, InvokeArgs};
+pub use standalone::{lambda_client, run_mapping, InvokeArgs, StandaloneArgs};

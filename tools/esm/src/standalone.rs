@@ -47,6 +47,22 @@ pub async fn lambda_client(aws: &aws_config::SdkConfig, endpoint: Option<&str>) 
     aws_sdk_lambda::Client::from_conf(lambda.build())
 }
 
+/// The stand-alone mapping's command line: what to read, and what to invoke (`local-esm` and `notifications esm`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    pub config: EsmConfig,
+    #[command(flatten)]
+    pub invoke: InvokeArgs,
+}
+
+impl StandaloneArgs {
+    /// Runs the mapping until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        run_mapping(self.config, self.invoke).await
+    }
+}
+
 /// Runs the local event source mapping on its own until Ctrl-C or SIGTERM.
 pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Result<()> {
     let aws = aws_config::load_from_env().await;
@@ -57,13 +73,11 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
         }),
         None => {
             let ingest_config = shared::config::IngestConfig::from_env()?;
-            let store = shared::dynamo::DynamoStore::new(
+            let store = shared::dynamo::DynamoStore::for_ingest(
                 local_stack::aws::dynamodb_client(&aws),
                 shared::dynamo::s3_client(&aws),
-                ingest_config.table.clone(),
-            )
-            .with_layout(ingest_config.layout.clone())
-            .with_write_options(ingest_config.write);
+                &ingest_config,
+            );
             Arc::new(InProcess {
                 ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
                 timeout: Duration::from_secs(invoke.timeout_seconds),

@@ -103,9 +103,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.create_table {
         create_table(&dynamodb, &config.table).await?;
     }
-    let store = DynamoStore::new(dynamodb, shared::dynamo::s3_client(&aws), config.table.clone())
-        .with_layout(config.layout.clone())
-        .with_write_options(config.write);
+    let store = DynamoStore::for_ingest(dynamodb, shared::dynamo::s3_client(&aws), &config);
     let ingest = Ingest::new(Arc::new(store), config);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     eprintln!("ready unix_ns={}", now.as_nanos());

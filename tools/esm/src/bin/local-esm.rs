@@ -10,14 +10,12 @@ use clap::Parser;
 )]
 struct Args {
     #[command(flatten)]
-    config: esm::EsmConfig,
-    #[command(flatten)]
-    invoke: esm::InvokeArgs,
+    mapping: esm::StandaloneArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     local_stack::init_logging();
-    esm::run_mapping(args.config, args.invoke).await
+    args.mapping.run().await
 }
