@@ -183,7 +183,7 @@ impl IndexRead for MockTable {
                 }
             });
         }
-        let limit = query.limit.max(1) as usize;
+        let limit = query.limit.max(1);
         let more = matching.len() > limit;
         matching.truncate(limit);
         let last_key = if more {
