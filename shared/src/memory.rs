@@ -57,15 +57,6 @@ impl InMemoryStore {
         self.lock().notifications.insert(notification.id.clone(), notification);
     }
 
-    /// Every stored notification, in id order.
-    pub fn notifications(&self) -> Vec<Notification> {
-        self.lock().notifications.values().cloned().collect()
-    }
-
-    pub fn get_stored(&self, id: &str) -> Option<Notification> {
-        self.lock().notifications.get(id).cloned()
-    }
-
     pub fn len(&self) -> usize {
         self.lock().notifications.len()
     }
@@ -142,7 +133,7 @@ impl NotificationIndex for InMemoryStore {
         let mut matching: Vec<(String, &Notification)> = state
             .notifications
             .values()
-            .filter(|n| query.lookup.field(&n.summary()) == Some(query.value.as_str()))
+            .filter(|n| query.lookup.field(&n.fields) == Some(query.value.as_str()))
             .map(|n| (sort_key(n), n))
             .filter(|(sk, _)| query.since.as_ref().is_none_or(|since| sk >= since))
             .filter(|(sk, _)| until.as_ref().is_none_or(|until| sk <= until))

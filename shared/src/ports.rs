@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::StoreError;
-use crate::model::{Notification, Summary};
+use crate::model::{Extracted, Notification, Summary};
 
 /// The three ways to list notifications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,12 +27,12 @@ pub enum Lookup {
 }
 
 impl Lookup {
-    /// The summary field this lookup matches.
-    pub fn field(self, summary: &Summary) -> Option<&str> {
+    /// The extracted field this lookup matches.
+    pub fn field(self, fields: &Extracted) -> Option<&str> {
         match self {
-            Lookup::Order => summary.fields.order_id.as_deref(),
-            Lookup::Correlation => summary.fields.correlation_id.as_deref(),
-            Lookup::Customer => summary.fields.customer_id.as_deref(),
+            Lookup::Order => fields.order_id.as_deref(),
+            Lookup::Correlation => fields.correlation_id.as_deref(),
+            Lookup::Customer => fields.customer_id.as_deref(),
         }
     }
 }

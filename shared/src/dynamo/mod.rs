@@ -149,7 +149,6 @@ impl NotificationSink for DynamoStore {
             build,
             self.table.as_ref(),
             self.bucket.as_ref(),
-            layout.bucket.as_deref(),
             self.write,
             deadline,
         )

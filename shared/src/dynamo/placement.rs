@@ -43,6 +43,8 @@ impl Default for Layout {
 /// An object to put in S3 before the item that points at it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobObject {
+    /// The payload bucket of the layout that made it.
+    pub bucket: String,
     pub key: String,
     pub bytes: Vec<u8>,
     pub sha256: String,
@@ -199,16 +201,17 @@ pub fn prepare_owned(
     if item_size(&item) + item_size(&extras) + pointer_room > layout.max_item_bytes {
         let document = serde_json::json!({"key": key, "headers": headers});
         let bytes = serde_json::to_vec(&document).unwrap_or_default();
-        let blob = BlobObject {
-            key: blob_key(&layout.prefix, &id, ".extras.json"),
-            sha256: sha256_hex(&bytes),
-            bytes,
-        };
         let bucket = layout.bucket.clone().ok_or_else(|| LayoutError::NoBucket {
             id: id.clone(),
             size: item_size(&item) + item_size(&extras),
         })?;
-        item.insert(attr::EXTRAS_S3.into(), s3_pointer(&bucket, &blob));
+        let blob = BlobObject {
+            bucket,
+            key: blob_key(&layout.prefix, &id, ".extras.json"),
+            sha256: sha256_hex(&bytes),
+            bytes,
+        };
+        item.insert(attr::EXTRAS_S3.into(), s3_pointer(&blob));
         blobs.push(blob);
     } else {
         item.extend(extras);
@@ -241,11 +244,12 @@ pub fn prepare_owned(
                         size: item_size(&item) + payload.len(),
                     })?;
                     let blob = BlobObject {
+                        bucket,
                         key: blob_key(&layout.prefix, &id, ""),
                         bytes: payload,
                         sha256,
                     };
-                    item.insert(attr::PAYLOAD_S3.into(), s3_pointer(&bucket, &blob));
+                    item.insert(attr::PAYLOAD_S3.into(), s3_pointer(&blob));
                     blobs.push(blob);
                 }
             }
@@ -257,9 +261,9 @@ pub fn prepare_owned(
 /// The attributes of an item of every record, and a few to spare for warnings, TTL, key and headers.
 const ITEM_ATTRIBUTES: usize = 28;
 
-fn s3_pointer(bucket: &str, blob: &BlobObject) -> AttributeValue {
+fn s3_pointer(blob: &BlobObject) -> AttributeValue {
     AttributeValue::M(HashMap::from([
-        ("bucket".to_owned(), s(bucket)),
+        ("bucket".to_owned(), s(blob.bucket.clone())),
         ("key".to_owned(), s(blob.key.clone())),
         ("size".to_owned(), n(blob.bytes.len())),
         ("sha256".to_owned(), s(blob.sha256.clone())),

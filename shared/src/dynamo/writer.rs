@@ -42,12 +42,11 @@ pub async fn write_all(
     items: Vec<PreparedItem>,
     table: &dyn BatchPut,
     blobs: &dyn BlobPut,
-    bucket: Option<&str>,
     options: WriteOptions,
     deadline: Instant,
 ) -> StoreReport {
     let id_of = |item: &PreparedItem| item.id.clone();
-    write_lazily(items, id_of, Ok, table, blobs, bucket, options, deadline).await
+    write_lazily(items, id_of, Ok, table, blobs, options, deadline).await
 }
 
 /// Stores items built only when their BatchWriteItem is next: `build` turns a source (a
@@ -65,7 +64,6 @@ pub async fn write_lazily<S, I, B>(
     build: B,
     table: &dyn BatchPut,
     blobs: &dyn BlobPut,
-    bucket: Option<&str>,
     options: WriteOptions,
     deadline: Instant,
 ) -> StoreReport
@@ -108,7 +106,7 @@ where
                     }),
                 }
             }
-            let ready = put_blobs(prepared, blobs, bucket, options.backoff, deadline, &mut outcome).await;
+            let ready = put_blobs(prepared, blobs, options.backoff, deadline, &mut outcome).await;
             if !ready.is_empty() {
                 let rebuild = |ids: &[String]| -> Vec<Item> {
                     sources
@@ -144,7 +142,6 @@ where
 async fn put_blobs(
     items: Vec<PreparedItem>,
     blobs: &dyn BlobPut,
-    bucket: Option<&str>,
     backoff: Backoff,
     deadline: Instant,
     outcome: &mut StoreReport,
@@ -152,10 +149,8 @@ async fn put_blobs(
     let mut ready = Vec::with_capacity(items.len());
     'items: for item in items {
         for blob in &item.blobs {
-            // Placement only makes objects when a bucket is configured, and then it is this one.
-            let bucket = bucket.unwrap_or_default();
             let result = retry(backoff, deadline, &mut outcome.retries, || {
-                blobs.put_blob(bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
+                blobs.put_blob(&blob.bucket, &blob.key, blob.bytes.clone(), &blob.sha256)
             })
             .await;
             if let Err(error) = result {
@@ -351,7 +346,6 @@ mod tests {
             },
             &probe,
             &blobs,
-            None,
             options,
             Instant::now() + Duration::from_secs(30),
         )
@@ -398,7 +392,7 @@ mod tests {
         // Without the cut-off this never returns; the outer limit only turns that hang into a failure.
         let outcome = tokio::time::timeout(
             Duration::from_secs(60),
-            write_all(prepared(60), &Silent, &blobs, None, WriteOptions::default(), deadline),
+            write_all(prepared(60), &Silent, &blobs, WriteOptions::default(), deadline),
         )
         .await
         .expect("write_all returns at the deadline");
@@ -445,7 +439,7 @@ mod tests {
                 ..WriteOptions::default()
             };
             let deadline = Instant::now() + Duration::from_secs(60);
-            let outcome = write_all(prepared(25 * 20), &table, &blobs, None, options, deadline).await;
+            let outcome = write_all(prepared(25 * 20), &table, &blobs, options, deadline).await;
             assert_eq!(outcome.stored, 500);
             assert_eq!(table.most.load(std::sync::atomic::Ordering::SeqCst), concurrency);
         }
