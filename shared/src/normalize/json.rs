@@ -2,8 +2,9 @@
 //!
 //! Unlike `serde_json::Value` it keeps every number as the exact text it was written with (an order id of 30
 //! digits stays those 30 digits), never recurses (a 10,000-deep document cannot overflow the stack) and only
-//! builds a tree down to [`MAX_TREE_DEPTH`]: deeper values are validated and then stood in for by
-//! [`Json::Deep`], since no id is ever that far down.
+//! builds a tree of objects down to [`MAX_TREE_DEPTH`]: deeper values are validated and then stood in for by
+//! [`Json::Deep`], since no id is ever that far down. Arrays are validated and never materialized: no id is
+//! looked for inside one, so a 4 MB array of numbers costs no memory beyond its bytes.
 
 use std::borrow::Cow;
 
@@ -18,7 +19,8 @@ pub enum Json<'a> {
     /// A number exactly as written.
     Number(&'a str),
     String(Cow<'a, str>),
-    Array(Vec<Json<'a>>),
+    /// A valid array; its elements are checked, not kept.
+    Array,
     /// Members in document order; repeated names are kept.
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
     /// A valid object or array nested deeper than [`MAX_TREE_DEPTH`].
@@ -33,7 +35,7 @@ impl<'a> Json<'a> {
             Json::Bool(_) => "a boolean",
             Json::Number(_) => "a number",
             Json::String(_) => "a string",
-            Json::Array(_) => "an array",
+            Json::Array => "an array",
             Json::Object(_) | Json::Deep => "an object",
         }
     }
@@ -71,9 +73,8 @@ pub fn is_valid(input: &str) -> bool {
 }
 
 enum Frame<'a> {
-    Array(Vec<Json<'a>>),
     Object(Vec<(Cow<'a, str>, Json<'a>)>, Option<Cow<'a, str>>),
-    /// A container below the tree depth: only its nesting is tracked.
+    /// An array, or a container below the tree depth or inside an array: only its nesting is tracked.
     Skipped {
         is_object: bool,
     },
@@ -130,21 +131,19 @@ impl<'a> Parser<'a> {
                     let close = if is_object { b'}' } else { b']' };
                     if self.peek() == Some(close) {
                         self.pos += 1;
-                        Some(if skipped_depth > 0 || tree_depth >= MAX_TREE_DEPTH {
+                        Some(if !is_object {
+                            Json::Array
+                        } else if skipped_depth > 0 || tree_depth >= MAX_TREE_DEPTH {
                             Json::Deep
-                        } else if is_object {
-                            Json::Object(Vec::new())
                         } else {
-                            Json::Array(Vec::new())
+                            Json::Object(Vec::new())
                         })
                     } else {
-                        if skipped_depth > 0 || tree_depth >= MAX_TREE_DEPTH {
+                        if skipped_depth > 0 || tree_depth >= MAX_TREE_DEPTH || !is_object {
                             skipped_depth += 1;
                             stack.push(Frame::Skipped { is_object });
-                        } else if is_object {
-                            stack.push(Frame::Object(Vec::new(), None));
                         } else {
-                            stack.push(Frame::Array(Vec::new()));
+                            stack.push(Frame::Object(Vec::new(), None));
                         }
                         if is_object {
                             let key = self.key()?;
@@ -162,13 +161,9 @@ impl<'a> Parser<'a> {
                 let Some(frame) = stack.last_mut() else {
                     return Ok(value);
                 };
-                match frame {
-                    Frame::Array(items) => items.push(value),
-                    Frame::Object(members, pending) => {
-                        let key = pending.take().unwrap_or(Cow::Borrowed(""));
-                        members.push((key, value));
-                    }
-                    Frame::Skipped { .. } => {}
+                if let Frame::Object(members, pending) = frame {
+                    let key = pending.take().unwrap_or(Cow::Borrowed(""));
+                    members.push((key, value));
                 }
                 self.skip_ws();
                 let is_object = matches!(frame, Frame::Object(..) | Frame::Skipped { is_object: true });
@@ -199,12 +194,16 @@ impl<'a> Parser<'a> {
 
     fn close(stack: &mut Vec<Frame<'a>>, skipped_depth: &mut usize) -> Json<'a> {
         match stack.pop() {
-            Some(Frame::Array(items)) => Json::Array(items),
             Some(Frame::Object(members, _)) => Json::Object(members),
-            Some(Frame::Skipped { .. }) | None => {
+            Some(Frame::Skipped { is_object }) => {
                 *skipped_depth = skipped_depth.saturating_sub(1);
-                Json::Deep
+                if is_object {
+                    Json::Deep
+                } else {
+                    Json::Array
+                }
             }
+            None => Json::Deep,
         }
     }
 
@@ -460,15 +459,28 @@ mod tests {
 
     #[test]
     fn values_below_the_tree_depth_are_stood_in_for() {
-        let doc = format!("{}{}", "[".repeat(MAX_TREE_DEPTH + 3), "]".repeat(MAX_TREE_DEPTH + 3));
+        let levels = MAX_TREE_DEPTH + 3;
+        let doc = format!("{}1{}", "{\"a\":".repeat(levels), "}".repeat(levels));
         let mut v = parse(&doc).unwrap();
         let mut depth = 0;
-        while let Json::Array(mut items) = v {
+        while let Json::Object(mut members) = v {
             depth += 1;
-            v = items.pop().unwrap();
+            v = members.pop().unwrap().1;
         }
         assert_eq!(v, Json::Deep);
         assert_eq!(depth, MAX_TREE_DEPTH);
+    }
+
+    #[test]
+    fn arrays_are_checked_and_never_kept() {
+        assert_eq!(parse("[]").unwrap(), Json::Array);
+        let v = parse(r#"{"ids":[1,{"orderId":"o-1"},[2]],"n":1}"#).unwrap();
+        let members = v.as_object().unwrap();
+        assert_eq!(members[0], (Cow::Borrowed("ids"), Json::Array));
+        assert_eq!(members[1], (Cow::Borrowed("n"), Json::Number("1")));
+        // Still validated inside: a bad element makes the whole document invalid.
+        assert!(parse(r#"{"ids":[1,{"orderId":}]}"#).is_err());
+        assert!(parse(&format!("[{}1]", "1,".repeat(100_000))).is_ok());
     }
 
     #[test]
