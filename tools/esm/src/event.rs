@@ -66,6 +66,48 @@ impl Record {
     }
 }
 
+/// Room kept in the event for its own fields (event source, ARN, bootstrap servers, braces).
+const EVENT_OVERHEAD: usize = 4 * 1024;
+
+/// A batch being filled. It is complete at `max_records`, or when the next record would take its event over
+/// [`MAX_EVENT_BYTES`]: that record is handed back, to start the next batch. A record over the limit on its own
+/// travels alone (and its invocation fails as AWS's would, visibly, instead of being dropped).
+#[derive(Debug)]
+pub struct BatchBuilder {
+    records: Vec<Record>,
+    bytes: usize,
+    max_records: usize,
+}
+
+impl BatchBuilder {
+    pub fn new(max_records: usize) -> Self {
+        BatchBuilder {
+            records: Vec::new(),
+            bytes: EVENT_OVERHEAD,
+            max_records: max_records.max(1),
+        }
+    }
+
+    /// Adds `record`, or hands it back when it does not fit: the batch is then complete.
+    pub fn offer(&mut self, record: Record) -> Option<Record> {
+        let size = record.event_size();
+        if !self.records.is_empty() && (self.is_full() || self.bytes + size > MAX_EVENT_BYTES) {
+            return Some(record);
+        }
+        self.bytes += size;
+        self.records.push(record);
+        None
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.records.len() >= self.max_records
+    }
+
+    pub fn into_records(self) -> Vec<Record> {
+        self.records
+    }
+}
+
 /// The trigger's event for `records` (pure).
 pub fn build_event(records: &[Record], source: SourceKind, bootstrap_servers: &str) -> Value {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
@@ -127,6 +169,57 @@ pub fn retain_failed(records: Vec<Record>, failures: &[(String, i64)]) -> Vec<Re
 
 #[cfg(test)]
 mod tests {
+
+    fn sized(offset: i64, value_bytes: usize) -> Record {
+        Record {
+            topic: "orders".into(),
+            partition: 0,
+            offset,
+            timestamp: Some(1_700_000_000_000),
+            timestamp_type: "CREATE_TIME",
+            key: Some(b"k".to_vec()),
+            value: Some(vec![0xab; value_bytes]),
+            headers: vec![("h".into(), Some(vec![0xff; 100]))],
+        }
+    }
+
+    #[test]
+    fn a_record_that_would_take_a_batch_over_6_mb_starts_the_next_one() {
+        let mut batch = BatchBuilder::new(10_000);
+        // Two records of 2.5 MB (3.3 MB of base64 each) cannot share one event.
+        assert!(batch.offer(sized(0, 2_500_000)).is_none());
+        let carried = batch.offer(sized(1, 2_500_000)).expect("handed back");
+        assert_eq!(carried.offset, 1);
+        let records = batch.into_records();
+        assert_eq!(records.len(), 1);
+        let mut next = BatchBuilder::new(10_000);
+        assert!(next.offer(carried).is_none(), "it starts the next batch");
+        // Many small records fill a batch up to the limit and never past it, as the event is really written.
+        let mut batch = BatchBuilder::new(10_000);
+        let mut offset = 0;
+        while batch.offer(sized(offset, 30_000)).is_none() {
+            offset += 1;
+        }
+        let records = batch.into_records();
+        let event = build_event(&records, SourceKind::SelfManaged, "127.0.0.1:9092");
+        let size = serde_json::to_vec(&event).unwrap().len();
+        assert!(size <= MAX_EVENT_BYTES, "{size} bytes in {} records", records.len());
+        assert!(size > MAX_EVENT_BYTES - 100_000, "the batch is filled: {size}");
+    }
+
+    #[test]
+    fn a_batch_closes_at_its_record_count_and_a_huge_record_travels_alone() {
+        let mut batch = BatchBuilder::new(2);
+        assert!(batch.offer(sized(0, 10)).is_none());
+        assert!(batch.offer(sized(1, 10)).is_none());
+        assert!(batch.is_full());
+        assert!(batch.offer(sized(2, 10)).is_some());
+        let mut alone = BatchBuilder::new(100);
+        assert!(alone.offer(sized(3, 7_000_000)).is_none());
+        assert!(alone.offer(sized(4, 10)).is_some());
+        assert_eq!(alone.into_records().len(), 1);
+    }
+
     use super::*;
     use crate::invoke::{read_response, Invocation};
 

@@ -1,5 +1,5 @@
 //! The poll and commit loop. Batches close at `batch_size` records, `batching_window` after their first record,
-//! or 6 MB. One batch at a time, so each partition is delivered in order; offsets are committed only after the
+//! or before a record would take the event over 6 MB (that record starts the next batch). One batch at a time, so each partition is delivered in order; offsets are committed only after the
 //! function succeeded. A failed invocation is retried with exponential backoff; a partial batch response
 //! (`batchItemFailures`) retries each listed partition from the listed offset.
 
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{EsmConfig, StartingPosition};
-use crate::event::{build_event, retain_failed, Record, MAX_EVENT_BYTES};
+use crate::event::{build_event, retain_failed, BatchBuilder, Record};
 use crate::invoke::{Invocation, Invoke};
 
 /// What the mapping has done so far.
@@ -76,14 +76,19 @@ pub async fn run(
         base: Duration::from_millis(100),
         cap: Duration::from_millis(config.max_backoff_ms.max(100)),
     };
+    // A record that did not fit the last batch: it starts the next one.
+    let mut carried: Option<Record> = None;
     loop {
         // Wait for the first record of a batch, or shutdown.
-        let first = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            message = consumer.recv() => message,
+        let first = match carried.take() {
+            Some(record) => Ok(record),
+            None => tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                message = consumer.recv() => message.map(|message| Record::from_message(&message.detach())),
+            },
         };
         let first = match first {
-            Ok(message) => Record::from_message(&message.detach()),
+            Ok(record) => record,
             Err(err) => {
                 if err.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition) {
                     // A pattern that matches no topic yet: new topics are picked up at the next refresh.
@@ -95,26 +100,25 @@ pub async fn run(
                 continue;
             }
         };
-        let mut bytes = first.event_size();
-        let mut batch = vec![first];
+        let mut builder = BatchBuilder::new(config.batch_size as usize);
+        builder.offer(first);
         let closes = Instant::now() + window;
-        while batch.len() < config.batch_size as usize {
+        while !builder.is_full() {
             let next = tokio::select! {
                 _ = tokio::time::sleep_until(closes) => break,
                 message = consumer.recv() => message,
             };
             match next {
                 Ok(message) => {
-                    let record = Record::from_message(&message.detach());
-                    bytes += record.event_size();
-                    batch.push(record);
-                    if bytes >= MAX_EVENT_BYTES - 64 * 1024 {
+                    if let Some(record) = builder.offer(Record::from_message(&message.detach())) {
+                        carried = Some(record);
                         break;
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "kafka consumer error"),
             }
         }
+        let batch = builder.into_records();
         // Where each partition stands once this batch is done.
         let mut next_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for record in &batch {
