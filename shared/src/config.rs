@@ -148,21 +148,42 @@ impl IngestConfig {
     }
 }
 
+/// Where the key that signs pagination cursors comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorKey {
+    /// `CURSOR_SECRET`: the key itself (local runs, tests).
+    Given(Vec<u8>),
+    /// `CURSOR_SECRET_ARN`: a Secrets Manager secret, read at cold start (its current and previous versions) and
+    /// read again when a cursor signed with a newer version arrives, so a rotation needs no redeploy.
+    SecretArn(String),
+    /// Neither, outside Lambda: a random key for this process. Cursors then fail on any other instance, so in
+    /// Lambda this is a start-up error instead.
+    Generated(Vec<u8>),
+}
+
 /// The query function's configuration.
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
     pub table: String,
-    /// Key that signs pagination cursors; at least 32 bytes.
-    pub cursor_secret: Vec<u8>,
-    /// Whether the secret was generated at start because none was configured.
-    pub cursor_secret_generated: bool,
+    /// The key that signs pagination cursors (at least 32 bytes), or where to read it.
+    pub cursor_key: CursorKey,
     /// How long a cursor stays valid.
     pub cursor_ttl: Duration,
 }
 
 impl QueryConfig {
-    /// The variables this reads, for documentation and the template's check.
-    pub const VARIABLES: [&'static str; 3] = ["TABLE_NAME", "CURSOR_SECRET", "CURSOR_TTL_HOURS"];
+    /// The variables this reads, for documentation and the template's check. `AWS_LAMBDA_FUNCTION_NAME` is set
+    /// by Lambda: it says the function runs there.
+    pub const VARIABLES: [&'static str; 5] = [
+        "TABLE_NAME",
+        "CURSOR_SECRET",
+        "CURSOR_SECRET_ARN",
+        "CURSOR_TTL_HOURS",
+        "AWS_LAMBDA_FUNCTION_NAME",
+    ];
+
+    /// The shortest key that signs cursors.
+    pub const MIN_SECRET_BYTES: usize = 32;
 
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -170,21 +191,44 @@ impl QueryConfig {
 
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let table = required(get, "TABLE_NAME")?;
-        let (cursor_secret, generated) = match optional(get, "CURSOR_SECRET") {
-            Some(secret) if secret.len() >= 32 => (secret.into_bytes(), false),
-            Some(_) => {
+        let in_lambda = optional(get, "AWS_LAMBDA_FUNCTION_NAME").is_some();
+        let cursor_key = match (optional(get, "CURSOR_SECRET"), optional(get, "CURSOR_SECRET_ARN")) {
+            (Some(_), Some(_)) => {
                 return Err(ConfigError {
-                    variable: "CURSOR_SECRET",
-                    problem: "must be at least 32 characters".into(),
+                    variable: "CURSOR_SECRET_ARN",
+                    problem: "set either CURSOR_SECRET or CURSOR_SECRET_ARN, not both".into(),
                 })
             }
-            None => ((0..32).map(|_| rand::random::<u8>()).collect(), true),
+            (Some(secret), None) if secret.len() >= Self::MIN_SECRET_BYTES => CursorKey::Given(secret.into_bytes()),
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "CURSOR_SECRET",
+                    problem: format!("must be at least {} characters", Self::MIN_SECRET_BYTES),
+                })
+            }
+            (None, Some(arn)) if arn.starts_with("arn:") && arn.contains(":secretsmanager:") => {
+                CursorKey::SecretArn(arn)
+            }
+            (None, Some(arn)) => {
+                return Err(ConfigError {
+                    variable: "CURSOR_SECRET_ARN",
+                    problem: format!("{arn:?} is not the ARN of a Secrets Manager secret"),
+                })
+            }
+            (None, None) if in_lambda => {
+                return Err(ConfigError {
+                    variable: "CURSOR_SECRET_ARN",
+                    problem: "is required in Lambda (or CURSOR_SECRET): a per-instance key would make every \
+                              cursor fail on the other warm instances"
+                        .into(),
+                })
+            }
+            (None, None) => CursorKey::Generated((0..32).map(|_| rand::random::<u8>()).collect()),
         };
         let ttl_hours: u64 = number(get, "CURSOR_TTL_HOURS", 24, 1, 24 * 30)?;
         Ok(QueryConfig {
             table,
-            cursor_secret,
-            cursor_secret_generated: generated,
+            cursor_key,
             cursor_ttl: Duration::from_secs(ttl_hours * 3600),
         })
     }
@@ -295,12 +339,38 @@ mod tests {
     #[test]
     fn query_takes_a_long_enough_cursor_secret_or_generates_one() {
         let config = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t")])).unwrap();
-        assert!(config.cursor_secret_generated);
-        assert_eq!(config.cursor_secret.len(), 32);
+        assert!(matches!(&config.cursor_key, CursorKey::Generated(key) if key.len() == 32));
         let secret = "s".repeat(40);
         let config = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", &secret)])).unwrap();
-        assert!(!config.cursor_secret_generated);
+        assert_eq!(config.cursor_key, CursorKey::Given(secret.into_bytes()));
         let err = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t"), ("CURSOR_SECRET", "short")])).unwrap_err();
         assert_eq!(err.variable, "CURSOR_SECRET");
+    }
+
+    #[test]
+    fn in_lambda_the_cursor_key_comes_from_secrets_manager_and_cannot_be_left_out() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:cursor-AbCdEf";
+        let config = QueryConfig::from_lookup(&lookup(&[
+            ("TABLE_NAME", "t"),
+            ("CURSOR_SECRET_ARN", arn),
+            ("AWS_LAMBDA_FUNCTION_NAME", "query"),
+        ]))
+        .unwrap();
+        assert_eq!(config.cursor_key, CursorKey::SecretArn(arn.into()));
+        let err = QueryConfig::from_lookup(&lookup(&[("TABLE_NAME", "t"), ("AWS_LAMBDA_FUNCTION_NAME", "query")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "CURSOR_SECRET_ARN");
+        assert!(err.problem.contains("required in Lambda"), "{err}");
+        for bad in [
+            vec![("TABLE_NAME", "t"), ("CURSOR_SECRET_ARN", "cursor-secret")],
+            vec![
+                ("TABLE_NAME", "t"),
+                ("CURSOR_SECRET_ARN", arn),
+                ("CURSOR_SECRET", "0123456789abcdef0123456789abcdef"),
+            ],
+        ] {
+            let err = QueryConfig::from_lookup(&lookup(&bad)).unwrap_err();
+            assert_eq!(err.variable, "CURSOR_SECRET_ARN", "{err}");
+        }
     }
 }

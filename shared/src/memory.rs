@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use crate::error::{Retry, StoreError};
 use crate::model::Notification;
 use crate::ports::{
-    Attempt, Failure, IndexPage, IndexQuery, Indexed, NotificationIndex, NotificationReader, NotificationSink,
-    NotificationSource, Position, ReadError, StoreReport, WriteError,
+    Attempt, Failure, Found, IndexPage, IndexQuery, Indexed, NotificationIndex, NotificationReader, NotificationSink,
+    NotificationSource, Position, ReadError, ReadOptions, StoreReport, WriteError,
 };
 
 /// Faults to inject.
@@ -178,12 +178,16 @@ impl NotificationIndex for InMemoryStore {
 
 #[async_trait]
 impl NotificationReader for InMemoryStore {
-    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError> {
+    /// Payloads are always in hand: the double has nowhere to link to.
+    async fn read(&self, id: &str, _options: ReadOptions) -> Result<Option<Found>, ReadError> {
         let state = self.lock();
         if state.faults.down {
             return Err(down().into());
         }
-        Ok(state.notifications.get(id).cloned())
+        Ok(state.notifications.get(id).cloned().map(|notification| Found {
+            notification,
+            link: None,
+        }))
     }
 }
 

@@ -325,6 +325,7 @@ impl Notification {
             summary: self.summary(),
             headers: self.headers.clone(),
             payload: render_payload(self.payload.as_deref(), self.payload_format),
+            payload_sha256: self.payload.as_deref().map(sha256_hex),
         }
     }
 
@@ -333,6 +334,7 @@ impl Notification {
         let summary = self.summary();
         NotificationView {
             payload: render_payload(self.payload.as_deref(), self.payload_format),
+            payload_sha256: self.payload.as_deref().map(sha256_hex),
             summary,
             headers: self.headers,
         }
@@ -412,6 +414,12 @@ impl Summary {
     }
 }
 
+/// The SHA-256 of some bytes, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// A whole record for display: summary fields, headers and the rendered payload.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotificationView {
@@ -420,6 +428,9 @@ pub struct NotificationView {
     pub headers: Vec<Header>,
     #[serde(flatten)]
     pub payload: RenderedPayload,
+    /// The SHA-256 of the payload's exact bytes (hex); absent for a tombstone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
 }
 
 /// A payload as shown in JSON answers, with `payload_encoding` saying how to read `payload`.
@@ -434,6 +445,9 @@ pub enum RenderedPayload {
     Base64(String),
     /// A tombstone: there is no payload.
     None(()),
+    /// Too large to carry in the answer: a URL that answers the exact bytes (a short-lived presigned S3 URL,
+    /// or the API's own `/notifications/{id}/payload`).
+    Url(String),
 }
 
 /// Renders a payload for people: JSON payloads (also behind Confluent framing) as JSON, other UTF-8 as text,

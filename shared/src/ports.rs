@@ -84,10 +84,59 @@ pub trait NotificationIndex: Send + Sync {
     async fn page(&self, query: &IndexQuery) -> Result<IndexPage, ReadError>;
 }
 
-/// Reads one stored notification, its payload, key and headers resolved wherever they were placed.
+/// The largest payload a reader hands back in the answer: larger ones are handed back as a link (for S3, a
+/// presigned URL). Sized so that any payload up to it, base64-encoded (4/3), fits a Lambda response (6 MB) with
+/// room to spare. Ingest keeps larger payloads where a link can be made (the payload bucket), compressible or
+/// not.
+pub const INLINE_PAYLOAD_MAX: u64 = 3 * 1024 * 1024;
+
+/// How to read one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Payloads larger than this, where the store can link to them, come back as a [`PayloadLink`].
+    pub inline_max: u64,
+    /// How long a link stays valid.
+    pub link_ttl: std::time::Duration,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            inline_max: INLINE_PAYLOAD_MAX,
+            link_ttl: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// Where to fetch a payload too large to carry: a short-lived URL that answers its exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadLink {
+    pub url: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// A notification as read: its payload is in `notification.payload`, or, when `link` is set, behind the link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub notification: Notification,
+    pub link: Option<PayloadLink>,
+}
+
+/// Reads one stored notification, its payload, key and headers resolved wherever they were placed. A record
+/// past its retention (`expires_at`) is gone, even before DynamoDB's TTL deletes it.
 #[async_trait]
 pub trait NotificationReader: Send + Sync {
-    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError>;
+    async fn read(&self, id: &str, options: ReadOptions) -> Result<Option<Found>, ReadError>;
+
+    /// The notification with its payload in hand, however large.
+    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError> {
+        let options = ReadOptions {
+            inline_max: u64::MAX,
+            ..ReadOptions::default()
+        };
+        Ok(self.read(id, options).await?.map(|found| found.notification))
+    }
 }
 
 /// Why a read failed.
@@ -99,6 +148,9 @@ pub enum ReadError {
     /// What is stored cannot be read back: a malformed item, an object that fails its size or digest.
     #[error("stored record {id:?} is corrupt: {reason}")]
     Corrupt { id: String, reason: String },
+    /// Part of the record is no longer stored (its S3 object was deleted, by retention or by hand).
+    #[error("part of stored record {id:?} is gone: {reason}")]
+    Gone { id: String, reason: String },
 }
 
 impl ReadError {

@@ -371,6 +371,7 @@ fn check_payload(case: &Case) -> Vec<String> {
         RenderedPayload::Text(text) => ("text", Some(text.as_bytes().to_vec())),
         RenderedPayload::Base64(text) => ("base64", base64::engine::general_purpose::STANDARD.decode(text).ok()),
         RenderedPayload::None(()) => ("none", None),
+        RenderedPayload::Url(url) => ("url", Some(url.as_bytes().to_vec())),
     };
     let default_encoding = match n.payload_format {
         PayloadFormat::Json | PayloadFormat::ConfluentJson => "json",

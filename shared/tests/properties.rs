@@ -97,6 +97,7 @@ fn assert_payload_survives(message: &KafkaMessage) -> Result<Notification, TestC
             let text = std::str::from_utf8(body).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(raw.get(), text.trim_start_matches('\u{feff}').trim());
         }
+        RenderedPayload::Url(url) => prop_assert!(false, "a payload in hand is never rendered as a URL: {url}"),
     }
     Ok(n)
 }

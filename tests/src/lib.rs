@@ -181,7 +181,10 @@ impl TestEnv {
             _ => None,
         })
         .expect("valid query config");
-        let app = query::app(&config, Arc::new(dynamo_store(&self.endpoint, &self.table)));
+        let cursors = query::cursor_signer(&config, &sdk_config(&self.endpoint))
+            .await
+            .expect("a cursor signer");
+        let app = query::app(cursors, Arc::new(dynamo_store(&self.endpoint, &self.table)));
         QueryServer::serve(app).await
     }
 }
@@ -202,7 +205,11 @@ impl QueryServer {
         });
         QueryServer {
             base: format!("http://{address}"),
-            client: reqwest::Client::new(),
+            // Redirects are answers to check (a presigned payload URL), not to follow.
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
             task,
         }
     }

@@ -821,7 +821,10 @@ async fn no_endpoint_scans_the_table() {
         _ => None,
     })
     .expect("valid query config");
-    let app = query::app(&config, std::sync::Arc::new(dynamo_store(&proxy.endpoint, &env.table)));
+    let cursors = query::cursor_signer(&config, &integration_tests::sdk_config(&proxy.endpoint))
+        .await
+        .expect("a cursor signer");
+    let app = query::app(cursors, std::sync::Arc::new(dynamo_store(&proxy.endpoint, &env.table)));
     let server = QueryServer::serve(app).await;
     let contract = Contract::fetch(&server).await;
     assert_eq!(
@@ -941,4 +944,182 @@ async fn no_endpoint_scans_the_table() {
         .send()
         .await;
     assert_eq!(proxy.counts.operation("Scan"), 1);
+}
+
+#[tokio::test]
+async fn payloads_too_large_for_an_answer_are_linked_with_their_size_and_digest() {
+    // 3.5 MB of noise goes to S3 and is linked there; 1.5 MB of control characters compresses into its item,
+    // but written as JSON (six bytes a character) it outgrows any answer, so it is served on its own.
+    let noise = shared::fixtures::noise(3_500_000);
+    let controls = vec![0x01u8; 1_500_000];
+    let f = fixture(vec![
+        EventRecord::bytes("raw", 0, 1, Some(noise.clone())),
+        EventRecord::bytes("raw", 0, 2, Some(controls.clone())),
+    ])
+    .await;
+    let path = "/notifications/{id}";
+    let download = |url: String| async move {
+        let response = reqwest::get(&url).await.expect("the link answers");
+        assert_eq!(response.status(), 200, "{url}");
+        response.bytes().await.expect("bytes").to_vec()
+    };
+
+    let (status, body) = f.contract.get(&f.server, path, "/notifications/raw:0:1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["payload_encoding"], "url");
+    assert_eq!(body["payload_size"], 3_500_000);
+    assert_eq!(body["payload_sha256"], shared::model::sha256_hex(&noise));
+    let url = body["payload"].as_str().unwrap().to_owned();
+    assert!(
+        url.contains("X-Amz-Signature=") && url.contains(&f.env.bucket),
+        "a presigned S3 URL: {url}"
+    );
+    assert!(download(url).await == noise, "the link serves the exact bytes");
+    let (status, _, _) = f.server.get_text("/notifications/raw:0:1/payload").await;
+    assert_eq!(status, 307, "the payload route redirects to the same kind of link");
+
+    let (status, text) = f.contract.get_text(&f.server, path, "/notifications/raw:0:2").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.len() < 10_000,
+        "the answer leaves the payload out: {} bytes",
+        text.len()
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (body["payload_encoding"].as_str(), body["payload"].as_str()),
+        (Some("url"), Some("/notifications/raw:0:2/payload"))
+    );
+    let response = f
+        .server
+        .client
+        .get(format!("{}/notifications/raw:0:2/payload", f.server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/octet-stream");
+    assert!(response.headers().contains_key("repr-digest"));
+    assert!(response.bytes().await.unwrap().to_vec() == controls);
+}
+
+#[tokio::test]
+async fn a_record_past_its_retention_is_gone_and_a_deleted_payload_object_is_a_410() {
+    let env = TestEnv::new().await;
+    let ingest = env.ingest(&[("RETENTION_DAYS", "1")]);
+    let records = vec![
+        EventRecord::json("orders", 0, 1, json!({"orderId": "o-exp", "occurredAt": at(0)})),
+        EventRecord::json("orders", 0, 2, json!({"orderId": "o-exp", "occurredAt": at(1)})),
+        EventRecord::bytes("raw", 0, 3, Some(shared::fixtures::noise(1_000_000))),
+    ];
+    ingest
+        .process(event_bytes(&kafka_event(&records)), Duration::from_secs(60))
+        .await
+        .expect("ingest");
+    // Retention ran out for the first record: DynamoDB's TTL has not deleted it yet.
+    env.dynamodb
+        .update_item()
+        .table_name(&env.table)
+        .key("id", aws_sdk_dynamodb::types::AttributeValue::S("orders:0:1".into()))
+        .update_expression("SET expires_at = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N((chrono::Utc::now().timestamp() - 10).to_string()),
+        )
+        .send()
+        .await
+        .expect("expire one item");
+    // And the payload bucket's lifecycle (or someone) deleted the third one's object.
+    let objects = env.s3.list_objects_v2().bucket(&env.bucket).send().await.unwrap();
+    for object in objects.contents() {
+        env.s3
+            .delete_object()
+            .bucket(&env.bucket)
+            .key(object.key().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    let server = env.query_server().await;
+    let contract = Contract::fetch(&server).await;
+
+    let (status, _) = contract
+        .get(&server, "/notifications/{id}", "/notifications/orders:0:1")
+        .await;
+    assert_eq!(status, 404, "an expired record is gone");
+    let (status, body) = contract
+        .get(&server, "/notifications", "/notifications?order_id=o-exp")
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["orders:0:2"], "lists leave it out");
+    let (status, body) = contract
+        .get(&server, "/notifications/{id}", "/notifications/raw:0:3")
+        .await;
+    assert_eq!(status, 410, "a missing object is a problem, never a 500: {body}");
+}
+
+#[tokio::test]
+async fn the_cursor_key_is_read_from_secrets_manager_and_a_rotation_needs_no_redeploy() {
+    let f = fixture(order_flow()).await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&integration_tests::sdk_config(&f.env.endpoint));
+    let secret = secrets
+        .create_secret()
+        .name(integration_tests::unique("cursor"))
+        .secret_string("first-version-of-the-cursor-key-0123456789")
+        .send()
+        .await
+        .expect("create the secret");
+    let arn = secret.arn().unwrap().to_owned();
+    let config = |arn: &str| {
+        let (table, arn) = (f.env.table.clone(), arn.to_owned());
+        QueryConfig::from_lookup(&move |name| match name {
+            "TABLE_NAME" => Some(table.clone()),
+            "CURSOR_SECRET_ARN" => Some(arn.clone()),
+            "AWS_LAMBDA_FUNCTION_NAME" => Some("query".into()),
+            _ => None,
+        })
+        .expect("valid query config")
+    };
+    let aws = integration_tests::sdk_config(&f.env.endpoint);
+    let serve = |cursors| {
+        QueryServer::serve(query::app(
+            cursors,
+            std::sync::Arc::new(dynamo_store(&f.env.endpoint, &f.env.table)),
+        ))
+    };
+    let old = serve(query::cursor_signer(&config(&arn), &aws).await.expect("read at start")).await;
+    let first_page = "/notifications?order_id=o-1&limit=1";
+    let (_, _, body) = old.get(first_page).await;
+    let before = body["next_cursor"].as_str().expect("a cursor").to_owned();
+
+    secrets
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string("second-version-of-the-cursor-key-0123456789")
+        .send()
+        .await
+        .expect("rotate");
+    let new = serve(query::cursor_signer(&config(&arn), &aws).await.expect("read at start")).await;
+    let (status, _, body) = new.get(&format!("{first_page}&cursor={before}")).await;
+    assert_eq!(status, 200, "a cursor signed before the rotation still works: {body}");
+    let (_, _, body) = new.get(first_page).await;
+    let after = body["next_cursor"].as_str().expect("a cursor").to_owned();
+    let (status, _, body) = old.get(&format!("{first_page}&cursor={after}")).await;
+    assert_eq!(
+        status, 200,
+        "an instance started before the rotation learns the new key: {body}"
+    );
+
+    let missing = arn.replace("cursor", "no-such-secret");
+    let err = query::cursor_signer(&config(&missing), &aws).await.unwrap_err();
+    assert!(
+        err.starts_with("CURSOR_SECRET_ARN"),
+        "a secret that cannot be read stops the start: {err}"
+    );
 }

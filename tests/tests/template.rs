@@ -295,7 +295,7 @@ fn each_function_is_configured_only_with_variables_its_code_reads() {
             &IngestConfig::VARIABLES,
             &["TABLE_NAME", "PAYLOAD_BUCKET", "FAILURE_MODE"],
         ),
-        ("query", &QueryConfig::VARIABLES, &["TABLE_NAME", "CURSOR_SECRET"]),
+        ("query", &QueryConfig::VARIABLES, &["TABLE_NAME", "CURSOR_SECRET_ARN"]),
     ];
     for (binary, reads, required) in cases {
         let (_, function) = functions

@@ -4,7 +4,17 @@
 //! index key of the last item returned), the query it belongs to (a digest of lookup, id, filters and order)
 //! and when it expires. A cursor that was altered, signed with another key, used for another query or
 //! presented after it expired is refused; it can never reach another key's data.
+//!
+//! The signer holds a key ring: the first key signs, every key verifies. Read from Secrets Manager, the ring is
+//! the secret's current and previous versions, and it is read again (at most once a minute) when a cursor
+//! signed with a key the ring does not hold arrives: after a rotation, the instances started before it learn
+//! the new key from the first cursor a newer instance signed, and cursors signed before it keep working until
+//! they expire.
 
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -38,11 +48,23 @@ pub enum CursorError {
     Expired,
 }
 
-/// Signs and verifies cursors with one secret.
+/// Where a signer's keys come from: the newest first. Read at start, and again when a cursor arrives that no
+/// key held verifies.
+#[async_trait]
+pub trait KeySource: Send + Sync {
+    async fn keys(&self) -> Result<Vec<Vec<u8>>, String>;
+}
+
+/// The least time between two reads of the key source: a forged cursor cannot make every request a read.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Signs cursors with the first key of its ring and verifies them with any.
 #[derive(Clone)]
 pub struct CursorSigner {
-    secret: Vec<u8>,
+    keys: Arc<RwLock<Vec<Vec<u8>>>>,
     ttl_seconds: i64,
+    source: Option<Arc<dyn KeySource>>,
+    last_read: Arc<Mutex<Instant>>,
 }
 
 impl std::fmt::Debug for CursorSigner {
@@ -64,12 +86,66 @@ pub fn query_digest(parts: &[&str]) -> String {
 }
 
 impl CursorSigner {
+    /// A signer with one fixed key.
     pub fn new(secret: Vec<u8>, ttl_seconds: i64) -> Self {
-        CursorSigner { secret, ttl_seconds }
+        CursorSigner {
+            keys: Arc::new(RwLock::new(vec![secret])),
+            ttl_seconds,
+            source: None,
+            last_read: Arc::new(Mutex::new(Instant::now())),
+        }
     }
 
-    fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.secret).expect("HMAC takes keys of any length")
+    /// A signer whose keys come from `source`, read now: a source that cannot be read, or holds no key, is an
+    /// error at start, not a signer that fails later.
+    pub async fn from_source(source: Arc<dyn KeySource>, ttl_seconds: i64) -> Result<Self, String> {
+        let keys = source.keys().await?;
+        if keys.is_empty() {
+            return Err("the key source holds no key".into());
+        }
+        Ok(CursorSigner {
+            keys: Arc::new(RwLock::new(keys)),
+            ttl_seconds,
+            source: Some(source),
+            // The first reload may come at once: a cursor from a newer instance is the first sign of a rotation.
+            last_read: Arc::new(Mutex::new(
+                Instant::now().checked_sub(RELOAD_INTERVAL).unwrap_or_else(Instant::now),
+            )),
+        })
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Vec<Vec<u8>>> {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn mac(key: &[u8]) -> HmacSha256 {
+        HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length")
+    }
+
+    /// Reads the keys again, unless they were read within the last minute; whether the ring changed.
+    pub async fn reload(&self) -> bool {
+        let Some(source) = &self.source else {
+            return false;
+        };
+        {
+            let mut last_read = self.last_read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last_read.elapsed() < RELOAD_INTERVAL {
+                return false;
+            }
+            *last_read = Instant::now();
+        }
+        match source.keys().await {
+            Ok(keys) if !keys.is_empty() && *self.ring() != keys => {
+                tracing::info!(keys = keys.len(), "cursor keys read again: the secret was rotated");
+                *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+                true
+            }
+            Ok(_) => false,
+            Err(error) => {
+                tracing::warn!(%error, "cursor keys could not be read again; keeping the ones held");
+                false
+            }
+        }
     }
 
     pub fn issue(&self, query: &str, position: Position, now: i64) -> String {
@@ -80,7 +156,7 @@ impl CursorSigner {
             e: now + self.ttl_seconds,
         };
         let body = serde_json::to_vec(&claims).unwrap_or_default();
-        let mut mac = self.mac();
+        let mut mac = Self::mac(&self.ring()[0]);
         mac.update(&body);
         let signature = mac.finalize().into_bytes();
         format!(
@@ -97,9 +173,14 @@ impl CursorSigner {
         let (body, signature) = cursor.split_once('.').ok_or(CursorError::Malformed)?;
         let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| CursorError::Malformed)?;
         let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| CursorError::Malformed)?;
-        let mut mac = self.mac();
-        mac.update(&body);
-        mac.verify_slice(&signature).map_err(|_| CursorError::BadSignature)?;
+        let signed = self.ring().iter().any(|key| {
+            let mut mac = Self::mac(key);
+            mac.update(&body);
+            mac.verify_slice(&signature).is_ok()
+        });
+        if !signed {
+            return Err(CursorError::BadSignature);
+        }
         let claims: Claims = serde_json::from_slice(&body).map_err(|_| CursorError::Malformed)?;
         if claims.v != 1 {
             return Err(CursorError::Malformed);
@@ -155,6 +236,41 @@ mod tests {
                 "{garbage}"
             );
         }
+    }
+
+    /// A test double of Secrets Manager: the versions of one secret, newest first.
+    struct SecretVersionsDouble(Mutex<Vec<Vec<u8>>>);
+
+    #[async_trait]
+    impl KeySource for SecretVersionsDouble {
+        async fn keys(&self) -> Result<Vec<Vec<u8>>, String> {
+            Ok(self.0.lock().unwrap().iter().take(2).cloned().collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn after_a_rotation_old_and_new_instances_read_each_others_cursors() {
+        let secret = Arc::new(SecretVersionsDouble(Mutex::new(vec![b"1".repeat(32)])));
+        let old = CursorSigner::from_source(secret.clone(), 60).await.unwrap();
+        let before = old.issue("q", position(), 1_000);
+        secret.0.lock().unwrap().insert(0, b"2".repeat(32));
+        let new = CursorSigner::from_source(secret.clone(), 60).await.unwrap();
+        let after = new.issue("q", position(), 1_000);
+        assert_eq!(
+            new.verify(&before, "q", 1_000),
+            Ok(position()),
+            "the previous version still verifies"
+        );
+        assert_eq!(old.verify(&after, "q", 1_000), Err(CursorError::BadSignature));
+        assert!(old.reload().await, "the old instance learns the new key");
+        assert_eq!(old.verify(&after, "q", 1_000), Ok(position()));
+        assert!(!old.reload().await, "and reads the secret again only after a minute");
+    }
+
+    #[tokio::test]
+    async fn a_key_source_with_no_key_is_an_error_at_start() {
+        let empty = Arc::new(SecretVersionsDouble(Mutex::new(Vec::new())));
+        assert!(CursorSigner::from_source(empty, 60).await.is_err());
     }
 
     #[test]

@@ -9,17 +9,13 @@ use shared::config::QueryConfig;
 async fn main() -> Result<(), Error> {
     shared::logging::lambda();
     let config = QueryConfig::from_env()?;
-    if config.cursor_secret_generated {
-        tracing::warn!(
-            "CURSOR_SECRET is not set: cursors are signed with a per-instance key and fail across instances"
-        );
-    }
     let aws = aws_config::load_from_env().await;
+    let cursors = query::cursor_signer(&config, &aws).await?;
     let store = shared::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
         shared::dynamo::s3_client(&aws),
         config.table.clone(),
     );
-    let app = query::app(&config, Arc::new(store));
+    let app = query::app(cursors, Arc::new(store));
     run(app).await
 }

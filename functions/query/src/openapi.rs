@@ -19,10 +19,14 @@ pub struct NotificationDetail {
     #[serde(flatten)]
     pub summary: Summary,
     pub headers: Vec<Header>,
-    /// How to read `payload`: `json` (the document itself), `text`, `base64`, or `none` for a tombstone.
+    /// How to read `payload`: `json` (the document itself), `text`, `base64`, `none` for a tombstone, or `url`
+    /// for a payload too large to carry in an answer.
     pub payload_encoding: PayloadEncoding,
-    /// The record value: the JSON document, a string, or `null` for a tombstone.
+    /// The record value: the JSON document, a string, `null` for a tombstone, or (`url`) where to GET its
+    /// exact bytes: a presigned S3 URL valid for five minutes, or this API's `/notifications/{id}/payload`.
     pub payload: serde_json::Value,
+    /// The SHA-256 of the payload's exact bytes, in hex (absent for a tombstone).
+    pub payload_sha256: Option<String>,
 }
 
 /// How `payload` is written.
@@ -34,6 +38,7 @@ pub enum PayloadEncoding {
     Text,
     Base64,
     None,
+    Url,
 }
 
 #[derive(OpenApi)]
@@ -48,6 +53,7 @@ pub enum PayloadEncoding {
         crate::routes::openapi_document,
         crate::routes::list_notifications,
         crate::routes::get_notification,
+        crate::routes::get_payload,
         crate::routes::timeline,
     ),
     components(schemas(
@@ -126,7 +132,7 @@ mod tests {
     fn every_operation_documents_its_server_errors_and_every_response_is_described() {
         let document: Value = serde_json::from_str(super::document_json()).unwrap();
         let paths = document["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 5);
+        assert_eq!(paths.len(), 6);
         for (path, item) in paths {
             let responses = item["get"]["responses"].as_object().unwrap();
             for status in ["500", "503"] {
@@ -139,6 +145,13 @@ mod tests {
             for (status, response) in responses {
                 let description = response["description"].as_str().unwrap_or_default();
                 assert!(!description.is_empty(), "{path} {status} has no description");
+                if status.starts_with('3') {
+                    assert!(
+                        response["headers"]["location"].is_object(),
+                        "{path} {status} names no Location"
+                    );
+                    continue;
+                }
                 let content = response["content"].as_object().unwrap();
                 for (media, body) in content {
                     assert!(body["schema"].is_object(), "{path} {status} {media} has no schema");

@@ -31,6 +31,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The record was stored, but part of it no longer is (its payload object expired or was deleted).
+    #[error("{0}")]
+    Gone(String),
+    /// The answer cannot fit Lambda's response limit, and there is nothing to link to.
+    #[error("{0}")]
+    TooLarge(String),
     /// DynamoDB or S3 failed (throttled, down): try again later.
     #[error("the store is unavailable: {0}")]
     Unavailable(#[source] ReadError),
@@ -41,6 +47,12 @@ pub enum ApiError {
 
 impl From<ReadError> for ApiError {
     fn from(err: ReadError) -> Self {
+        if let ReadError::Gone { id, .. } = &err {
+            tracing::warn!(error = %err, "a stored record is only partly there");
+            return ApiError::Gone(format!(
+                "notification {id:?} is no longer fully stored: its payload has expired or was deleted"
+            ));
+        }
         if err.is_transient() {
             ApiError::Unavailable(err)
         } else {
@@ -60,6 +72,8 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use shared::model::{NotificationView, Summary};
-use shared::ports::{IndexQuery, NotificationIndex, NotificationReader, Position};
+use shared::model::{RenderedPayload, Summary};
+use shared::ports::{Found, IndexQuery, NotificationIndex, NotificationReader, Position, ReadOptions};
 
-use crate::cursor::{query_digest, CursorSigner};
+use crate::answer;
+use crate::cursor::{query_digest, CursorError, CursorSigner};
 use crate::params::{ListParams, Order};
 use crate::problem::ApiError;
 use crate::timeline::{build_timeline, Timeline};
@@ -30,6 +31,18 @@ pub struct ReadService {
     index: Arc<dyn NotificationIndex>,
     reader: Arc<dyn NotificationReader>,
     cursors: CursorSigner,
+    /// What one answer's body may take in Lambda's response envelope.
+    budget: usize,
+    read_options: ReadOptions,
+}
+
+/// A payload on its own (`GET /notifications/{id}/payload`).
+#[derive(Debug)]
+pub enum RawPayload {
+    /// The exact bytes and their SHA-256 (hex).
+    Bytes { bytes: Vec<u8>, sha256: String },
+    /// A short-lived URL that answers the exact bytes.
+    Link(String),
 }
 
 fn now() -> i64 {
@@ -38,7 +51,25 @@ fn now() -> i64 {
 
 impl ReadService {
     pub fn new(index: Arc<dyn NotificationIndex>, reader: Arc<dyn NotificationReader>, cursors: CursorSigner) -> Self {
-        ReadService { index, reader, cursors }
+        ReadService {
+            index,
+            reader,
+            cursors,
+            budget: answer::BODY_BUDGET,
+            read_options: ReadOptions::default(),
+        }
+    }
+
+    /// Answers within `budget` bytes of body instead of Lambda's (tests use a small one).
+    pub fn with_budget(mut self, budget: usize) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Links payloads larger than `inline_max` instead of carrying them.
+    pub fn with_read_options(mut self, options: ReadOptions) -> Self {
+        self.read_options = options;
+        self
     }
 
     /// One page of summaries for validated parameters.
@@ -46,17 +77,16 @@ impl ReadService {
         let identity = params.identity();
         let digest = query_digest(&identity.iter().map(String::as_str).collect::<Vec<_>>());
         let mut after: Option<Position> = match &params.cursor {
-            Some(cursor) => Some(
-                self.cursors
-                    .verify(cursor, &digest, now())
-                    .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-            ),
+            Some(cursor) => Some(self.verify(cursor, &digest).await?),
             None => None,
         };
         let mut items: Vec<Summary> = Vec::new();
         let mut next: Option<Position> = None;
-        for _ in 0..MAX_QUERIES_PER_PAGE {
+        // The page stops early, with a cursor, before its answer would outgrow Lambda's response limit.
+        let mut used = 0usize;
+        'queries: for _ in 0..MAX_QUERIES_PER_PAGE {
             let wanted = params.limit - items.len();
+            let start = after.take();
             let query = IndexQuery {
                 lookup: params.lookup,
                 value: params.value.clone(),
@@ -70,19 +100,23 @@ impl ReadService {
                 } else {
                     wanted
                 },
-                after: after.take(),
+                after: start.clone(),
             };
             let page = self.index.page(&query).await?;
-            if page.items.len() > wanted {
-                // Cut mid-page: continue right after the last item handed out.
-                let mut taken = page.items.into_iter().take(wanted);
-                for indexed in taken.by_ref() {
-                    next = Some(indexed.position);
-                    items.push(indexed.summary);
+            // Where the answer goes on from if it is cut: after the last item taken from this page, or where
+            // this page started.
+            let mut last_taken: Option<Position> = start;
+            for indexed in page.items {
+                let size = answer::item_len(&indexed.summary);
+                if items.len() == params.limit || (!items.is_empty() && used + size > self.budget) {
+                    // Cut mid-page: continue right after the last item handed out.
+                    next = last_taken;
+                    break 'queries;
                 }
-                break;
+                used += size;
+                last_taken = Some(indexed.position);
+                items.push(indexed.summary);
             }
-            items.extend(page.items.into_iter().map(|indexed| indexed.summary));
             match page.last {
                 Some(last) if items.len() < params.limit => after = Some(last),
                 Some(last) => {
@@ -100,12 +134,66 @@ impl ReadService {
         Ok(Page { items, next_cursor })
     }
 
-    /// One notification with its payload rendered for people.
-    pub async fn notification(&self, id: &str) -> Result<NotificationView, ApiError> {
-        match self.reader.get(id).await? {
-            Some(notification) => Ok(notification.into_view()),
-            None => Err(ApiError::NotFound(format!("no notification with id {id:?}"))),
+    /// Checks a cursor; one signed with a key this instance does not hold yet (a rotated secret) makes it read
+    /// its keys again.
+    async fn verify(&self, cursor: &str, digest: &str) -> Result<Position, ApiError> {
+        let verified = match self.cursors.verify(cursor, digest, now()) {
+            Err(CursorError::BadSignature) if self.cursors.reload().await => self.cursors.verify(cursor, digest, now()),
+            verified => verified,
+        };
+        verified.map_err(|e| ApiError::BadRequest(e.to_string()))
+    }
+
+    async fn found(&self, id: &str) -> Result<Found, ApiError> {
+        self.reader
+            .read(id, self.read_options)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no notification with id {id:?}")))
+    }
+
+    /// One notification with its payload rendered for people, as the JSON body of the answer. A payload too
+    /// large for the answer is given as a URL (`payload_encoding` `url`): a presigned S3 URL when it is in S3,
+    /// else this API's `/notifications/{id}/payload`. Serialized here, not through `serde_json::Value`, so
+    /// JSON payloads keep their exact bytes.
+    pub async fn notification(&self, id: &str) -> Result<Vec<u8>, ApiError> {
+        let Found { notification, link } = self.found(id).await?;
+        let payload_path = format!("/notifications/{}/payload", notification.id);
+        let mut view = notification.into_view();
+        if let Some(link) = link {
+            view.summary.payload_size = link.size;
+            view.payload_sha256 = Some(link.sha256);
+            view.payload = RenderedPayload::Url(link.url);
+            return serde_json::to_vec(&view).map_err(ApiError::internal);
         }
+        let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+        if answer::escaped_len(&body) <= self.budget {
+            return Ok(body);
+        }
+        view.payload = RenderedPayload::Url(payload_path);
+        serde_json::to_vec(&view).map_err(ApiError::internal)
+    }
+
+    /// One notification's payload, exactly as it came: its bytes, or a link to them when they are too large
+    /// for an answer.
+    pub async fn payload(&self, id: &str) -> Result<RawPayload, ApiError> {
+        let Found { notification, link } = self.found(id).await?;
+        if let Some(link) = link {
+            return Ok(RawPayload::Link(link.url));
+        }
+        let Some(bytes) = notification.payload else {
+            return Err(ApiError::NotFound(format!(
+                "notification {id:?} is a tombstone: it has no payload"
+            )));
+        };
+        if answer::base64_len(bytes.len()) > self.budget {
+            return Err(ApiError::TooLarge(format!(
+                "the payload of {id:?} is {} bytes, too large for a Lambda response and stored without a \
+                 payload bucket to link to; set PAYLOAD_BUCKET so that ingest keeps such payloads in S3",
+                bytes.len()
+            )));
+        }
+        let sha256 = shared::model::sha256_hex(&bytes);
+        Ok(RawPayload::Bytes { bytes, sha256 })
     }
 
     /// The flow of one correlation id, a page of steps at a time.

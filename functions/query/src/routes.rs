@@ -13,7 +13,7 @@ use shared::ports::Lookup;
 use crate::openapi;
 use crate::params::{self, ListParams, Order};
 use crate::problem::ApiError;
-use crate::read::{Page, ReadService};
+use crate::read::{Page, RawPayload, ReadService};
 use crate::timeline::Timeline;
 
 /// The longest timeline served in one answer.
@@ -33,6 +33,7 @@ pub fn router(state: ReadService) -> Router {
         .route("/openapi.json", get(openapi_document))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}", get(get_notification))
+        .route("/notifications/{id}/payload", get(get_payload))
         .route("/correlations/{correlation_id}/timeline", get(timeline))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -112,7 +113,8 @@ fn path_error(rejection: PathRejection) -> ApiError {
     responses(
         (status = 200, body = openapi::NotificationDetail, description = "The record with its payload"),
         (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The id or the query is not valid; the detail says what is wrong"),
-        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id, or its retention has expired"),
+        (status = 410, body = crate::problem::Problem, content_type = "application/problem+json", description = "The notification's payload is no longer stored (expired or deleted)"),
     )
 )]
 async fn get_notification(
@@ -120,18 +122,65 @@ async fn get_notification(
     id: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let id = record_id(id, raw.as_deref())?;
+    let body = read.notification(&id).await?;
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The id of a record route, checked, with no query parameters allowed.
+fn record_id(id: Result<Path<String>, PathRejection>, raw: Option<&str>) -> Result<String, ApiError> {
     let Path(id) = id.map_err(path_error)?;
-    params::pairs(raw.as_deref(), &[]).map_err(ApiError::BadRequest)?;
+    params::pairs(raw, &[]).map_err(ApiError::BadRequest)?;
     if id.is_empty() || id.len() > 1024 {
         return Err(ApiError::BadRequest(format!(
             "id must be 1 to 1024 bytes, not {}",
             id.len()
         )));
     }
-    let view = read.notification(&id).await?;
-    // Serialized directly (not through serde_json::Value) so JSON payloads keep their exact bytes.
-    let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+    Ok(id)
+}
+
+#[utoipa::path(
+    get,
+    path = "/notifications/{id}/payload",
+    params(("id" = String, Path, description = "The record id, `{topic}:{partition}:{offset}`")),
+    responses(
+        (status = 200, body = Vec<u8>, content_type = "application/octet-stream", description = "The payload's exact bytes; `Repr-Digest` carries their SHA-256", headers(("repr-digest" = String, description = "sha-256=:<base64>: of the bytes (RFC 9530)"))),
+        (status = 307, description = "The payload is in S3: `Location` is a presigned URL, valid for five minutes, that answers its exact bytes", headers(("location" = String, description = "The presigned URL"))),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The id or the query is not valid; the detail says what is wrong"),
+        (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id, its retention has expired, or it is a tombstone"),
+        (status = 410, body = crate::problem::Problem, content_type = "application/problem+json", description = "The payload is no longer stored (expired or deleted)"),
+        (status = 413, body = crate::problem::Problem, content_type = "application/problem+json", description = "Too large for a Lambda response and stored without a payload bucket to link to"),
+    )
+)]
+async fn get_payload(
+    State(read): State<ReadService>,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let id = record_id(id, raw.as_deref())?;
+    match read.payload(&id).await? {
+        RawPayload::Link(url) => Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response()),
+        RawPayload::Bytes { bytes, sha256 } => {
+            use base64::Engine as _;
+            let digest = hex::decode(&sha256).unwrap_or_default();
+            let digest = format!("sha-256=:{}:", base64::engine::general_purpose::STANDARD.encode(digest));
+            let file_name = id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-', "_");
+            Ok((
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{file_name}.bin\""),
+                    ),
+                    (header::HeaderName::from_static("repr-digest"), digest),
+                ],
+                bytes,
+            )
+                .into_response())
+        }
+    }
 }
 
 #[utoipa::path(
@@ -320,5 +369,139 @@ mod tests {
         );
         let (status, _, _) = answer(&store, include_str!("../fixtures/post-not-allowed.json")).await;
         assert_eq!(status, 405);
+    }
+
+    /// The API Gateway event of a GET of `path` (percent-encoded) with `query`, as get-by-id.json has it.
+    fn event(path: &str, query: &str) -> String {
+        let mut event: Value = serde_json::from_str(include_str!("../fixtures/get-by-id.json")).unwrap();
+        event["rawPath"] = path.into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["rawQueryString"] = query.into();
+        event.to_string()
+    }
+
+    /// What the function answers `event` with, as lambda_http hands it to Lambda: the envelope's JSON bytes
+    /// (status, headers, the body as a JSON string or base64), and the response itself.
+    async fn respond(read: ReadService, event: &str) -> (Vec<u8>, Value) {
+        use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+        let request = lambda_http::request::from_str(event).expect("an API Gateway v2 event");
+        let response = router(read)
+            .oneshot(request.map(axum::body::Body::new))
+            .await
+            .expect("the router answers");
+        let response = lambda_http::IntoResponse::into_response(response).await;
+        let (parts, body) = response.into_parts();
+        let mut envelope = ApiGatewayV2httpResponse::default();
+        envelope.status_code = i64::from(parts.status.as_u16());
+        envelope.is_base64_encoded = matches!(body, lambda_http::Body::Binary(_));
+        envelope.headers = parts.headers;
+        envelope.body = Some(body);
+        let bytes = serde_json::to_vec(&envelope).expect("the envelope serializes");
+        let json = serde_json::from_slice(&bytes).expect("the envelope is JSON");
+        (bytes, json)
+    }
+
+    fn service(store: &Arc<InMemoryStore>) -> ReadService {
+        ReadService::new(store.clone(), store.clone(), CursorSigner::new(vec![7; 32], 3600))
+    }
+
+    fn record(offset: i64, key: Option<Vec<u8>>, payload: Option<Vec<u8>>) -> shared::model::Notification {
+        let mut n = sample_records().remove(1);
+        n.id = format!("big:0:{offset}");
+        n.offset = Some(offset);
+        n.occurred_at = format!("2026-11-30T10:00:{:02}.000000Z", offset % 60);
+        n.key = key.map(shared::model::Data::from_bytes);
+        n.payload_format = shared::model::PayloadFormat::Text;
+        n.payload = payload;
+        n
+    }
+
+    #[tokio::test]
+    async fn a_list_of_huge_summaries_stops_early_with_a_cursor_and_every_page_fits_a_lambda_response() {
+        let store = Arc::new(InMemoryStore::new());
+        // Keys of 300 KB of bytes that are not UTF-8: 400 KB of base64 each in a summary.
+        for offset in 0..40 {
+            store.insert(record(offset, Some(vec![0xff; 300_000]), Some(b"x".to_vec())));
+        }
+        let mut seen = Vec::new();
+        let mut cursor = String::new();
+        let mut pages = 0;
+        loop {
+            let query = format!("order_id=o-1&limit=500{cursor}");
+            let (envelope, answer) = respond(service(&store), &event("/notifications", &query)).await;
+            pages += 1;
+            assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
+            assert!(
+                envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT,
+                "page {pages} is {} bytes in Lambda's envelope",
+                envelope.len()
+            );
+            let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+            seen.extend(ids(&body["items"]).into_iter().map(str::to_owned));
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        assert!(pages >= 4, "16 MB of summaries took {pages} pages");
+        let expected: Vec<String> = (0..40).map(|o| format!("big:0:{o}")).collect();
+        assert_eq!(seen, expected, "every record once, in order");
+    }
+
+    #[tokio::test]
+    async fn a_payload_too_large_to_answer_inline_is_linked_and_served_on_its_own() {
+        let store = Arc::new(InMemoryStore::new());
+        // 1.5 MB of control characters: 6 bytes each as JSON, 7 inside the envelope.
+        let payload = vec![0x01u8; 1_500_000];
+        store.insert(record(1, None, Some(payload.clone())));
+        let (envelope, answer) = respond(service(&store), &event("/notifications/big%3A0%3A1", "")).await;
+        assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
+        assert!(envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT);
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["payload_encoding"], "url");
+        assert_eq!(body["payload"], "/notifications/big:0:1/payload");
+        assert_eq!(body["payload_size"], 1_500_000);
+        assert_eq!(body["payload_sha256"], shared::model::sha256_hex(&payload));
+
+        let (envelope, answer) = respond(service(&store), &event("/notifications/big%3A0%3A1/payload", "")).await;
+        assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
+        assert!(envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT);
+        assert_eq!(answer["isBase64Encoded"], true);
+        assert_eq!(answer["headers"]["content-type"], "application/octet-stream");
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(answer["body"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(bytes, payload);
+        let digest =
+            base64::engine::general_purpose::STANDARD.encode(hex::decode(shared::model::sha256_hex(&payload)).unwrap());
+        assert_eq!(answer["headers"]["repr-digest"], format!("sha-256=:{digest}:"));
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_fits_is_answered_inline_with_its_digest() {
+        let store = Arc::new(InMemoryStore::new());
+        store.insert(record(2, None, Some(b"plain text".to_vec())));
+        let (_, answer) = respond(service(&store), &event("/notifications/big%3A0%3A2", "")).await;
+        let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (body["payload_encoding"].as_str(), body["payload"].as_str()),
+            (Some("text"), Some("plain text"))
+        );
+        assert_eq!(body["payload_sha256"], shared::model::sha256_hex(b"plain text"));
+    }
+
+    #[tokio::test]
+    async fn a_payload_too_large_for_any_answer_and_with_nothing_to_link_to_is_a_413_problem() {
+        let store = Arc::new(InMemoryStore::new());
+        store.insert(record(3, None, Some(vec![b'a'; 100_000])));
+        store.insert(record(4, None, None));
+        let read = service(&store).with_budget(50_000);
+        let (_, answer) = respond(read.clone(), &event("/notifications/big%3A0%3A3/payload", "")).await;
+        assert_eq!(answer["statusCode"], 413, "{}", answer["body"]);
+        assert_eq!(answer["headers"]["content-type"], crate::problem::PROBLEM_JSON);
+        assert!(answer["body"].as_str().unwrap().contains("PAYLOAD_BUCKET"));
+        let (_, answer) = respond(read, &event("/notifications/big%3A0%3A4/payload", "")).await;
+        assert_eq!(answer["statusCode"], 404, "a tombstone has no payload");
     }
 }

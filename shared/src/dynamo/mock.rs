@@ -130,13 +130,13 @@ impl BlobPut for MockTable {
 
 #[async_trait]
 impl BlobGet for MockTable {
-    async fn get_blob(&self, bucket: &str, key: &str, _max_bytes: u64) -> Result<Vec<u8>, StoreError> {
+    async fn get_blob(&self, bucket: &str, key: &str, _max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let state = self.lock();
-        state
-            .blobs
-            .get(&(bucket.to_owned(), key.to_owned()))
-            .cloned()
-            .ok_or_else(|| StoreError::new("GetObject", Retry::Permanent, "NoSuchKey"))
+        Ok(state.blobs.get(&(bucket.to_owned(), key.to_owned())).cloned())
+    }
+
+    async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
+        Ok(format!("mock://{bucket}/{key}?expires={}", ttl.as_secs()))
     }
 }
 
@@ -216,6 +216,10 @@ impl IndexRead for MockTable {
 
 impl MockTable {
     /// Replaces the content of every stored object (a corrupted bucket).
+    pub fn delete_blobs(&self) {
+        self.lock().blobs.clear();
+    }
+
     pub fn overwrite_blobs(&self, bytes: Vec<u8>) {
         for content in self.lock().blobs.values_mut() {
             *content = bytes.clone();

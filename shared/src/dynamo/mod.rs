@@ -31,8 +31,8 @@ pub use writer::WriteOptions;
 
 use crate::model::Notification;
 use crate::ports::{
-    IndexPage, IndexQuery, Indexed, NotificationIndex, NotificationReader, NotificationSink, NotificationSource,
-    ReadError, StoreReport, WriteError,
+    Found, IndexPage, IndexQuery, Indexed, NotificationIndex, NotificationReader, NotificationSink, NotificationSource,
+    PayloadLink, ReadError, ReadOptions, StoreReport, WriteError,
 };
 use codec::{S3Pointer, StoredPayload};
 use sdk::{BatchPut, BlobGet, BlobPut, DynamoTable, IndexRead, ItemGet, S3Bucket};
@@ -96,12 +96,19 @@ impl DynamoStore {
         self
     }
 
-    /// Reads an S3 object and checks it against its pointer.
+    /// Reads an S3 object and checks it against its pointer. A missing object is gone (retention deleted it,
+    /// or someone did), not a failure of the store.
     async fn fetch(&self, id: &str, pointer: &S3Pointer) -> Result<Vec<u8>, ReadError> {
-        let bytes = self
+        let Some(bytes) = self
             .bucket
             .get_blob(&pointer.bucket, &pointer.key, pointer.size)
-            .await?;
+            .await?
+        else {
+            return Err(ReadError::Gone {
+                id: id.to_owned(),
+                reason: format!("object s3://{}/{} no longer exists", pointer.bucket, pointer.key),
+            });
+        };
         let digest = hex::encode(Sha256::digest(&bytes));
         if bytes.len() as u64 != pointer.size || digest != pointer.sha256 {
             return Err(ReadError::Corrupt {
@@ -125,6 +132,12 @@ fn corrupt(id: &str, reason: impl ToString) -> ReadError {
         id: id.to_owned(),
         reason: reason.to_string(),
     }
+}
+
+/// Whether an item (or an index projection of it) is past its retention: DynamoDB's TTL deletes such items
+/// within days, and the payload bucket's lifecycle may already have deleted their objects.
+fn expired(item: &codec::Item, now: i64) -> bool {
+    codec::get_n::<i64>(item, table::attr::EXPIRES_AT).is_some_and(|expires_at| expires_at <= now)
 }
 
 /// The epoch second a record was received at (the start of its TTL), now when it cannot be read.
@@ -160,8 +173,9 @@ impl NotificationSink for DynamoStore {
 impl NotificationIndex for DynamoStore {
     async fn page(&self, query: &IndexQuery) -> Result<IndexPage, ReadError> {
         let raw = self.table.query_index(query).await?;
+        let now = chrono::Utc::now().timestamp();
         let mut items = Vec::with_capacity(raw.items.len());
-        for item in &raw.items {
+        for item in raw.items.iter().filter(|item| !expired(item, now)) {
             let summary = codec::summary_from_item(item).map_err(|e| corrupt(&e.id, &e.reason))?;
             let position = table::position_of(item, query.lookup)
                 .ok_or_else(|| corrupt(&summary.id, "the index item has no key"))?;
@@ -179,8 +193,13 @@ impl NotificationIndex for DynamoStore {
 
 #[async_trait]
 impl NotificationReader for DynamoStore {
-    async fn get(&self, id: &str) -> Result<Option<Notification>, ReadError> {
-        let Some(item) = self.table.get_item(id).await? else {
+    async fn read(&self, id: &str, options: ReadOptions) -> Result<Option<Found>, ReadError> {
+        let Some(item) = self
+            .table
+            .get_item(id)
+            .await?
+            .filter(|item| !expired(item, chrono::Utc::now().timestamp()))
+        else {
             return Ok(None);
         };
         let record = codec::record_from_item(&item).map_err(|e| corrupt(id, &e.reason))?;
@@ -192,6 +211,7 @@ impl NotificationReader for DynamoStore {
             summary.key = key;
             headers = extra_headers;
         }
+        let mut link = None;
         let payload = match record.payload {
             StoredPayload::None => None,
             StoredPayload::Inline(bytes) => Some(bytes),
@@ -199,9 +219,24 @@ impl NotificationReader for DynamoStore {
                 codec::decompress(&compressed, (summary.payload_size as usize).clamp(1, MAX_PAYLOAD_BYTES))
                     .map_err(|e| corrupt(id, e))?,
             ),
+            StoredPayload::S3(pointer) if pointer.size > options.inline_max => {
+                let url = self
+                    .bucket
+                    .presign_get(&pointer.bucket, &pointer.key, options.link_ttl)
+                    .await?;
+                link = Some(PayloadLink {
+                    url,
+                    size: pointer.size,
+                    sha256: pointer.sha256,
+                });
+                None
+            }
             StoredPayload::S3(pointer) => Some(self.fetch(id, &pointer).await?),
         };
-        Ok(Some(summary.into_notification(headers, payload)))
+        Ok(Some(Found {
+            notification: summary.into_notification(headers, payload),
+            link,
+        }))
     }
 }
 
@@ -385,5 +420,73 @@ mod tests {
             }
         }
         assert_eq!(seen, ["t:0:0", "t:0:1", "t:0:2", "t:0:3", "t:0:4"]);
+    }
+
+    #[tokio::test]
+    async fn a_payload_over_the_inline_limit_comes_back_as_a_link_with_its_size_and_digest() {
+        let mock = Arc::new(MockTable::new());
+        let big = crate::fixtures::noise(600_000);
+        let records = vec![notification(5, Some(big.clone()))];
+        let store = store_over(&mock, Some("payloads"));
+        store.store(&records, deadline()).await;
+        let options = ReadOptions {
+            inline_max: 100_000,
+            link_ttl: Duration::from_secs(60),
+        };
+        let found = store.read("t:0:5", options).await.unwrap().expect("stored");
+        let link = found.link.expect("a link");
+        assert!(link.url.starts_with("mock://payloads/"), "{}", link.url);
+        assert!(link.url.ends_with("expires=60"), "{}", link.url);
+        assert_eq!(link.size, 600_000);
+        assert_eq!(link.sha256, hex::encode(Sha256::digest(&big)));
+        assert_eq!(found.notification.payload, None);
+        // Within the limit, the bytes come back themselves.
+        let found = store.read("t:0:5", ReadOptions::default()).await.unwrap().unwrap();
+        assert_eq!((found.link, found.notification.payload), (None, Some(big)));
+    }
+
+    #[tokio::test]
+    async fn a_missing_object_is_gone_not_a_store_failure() {
+        let mock = Arc::new(MockTable::new());
+        let records = vec![notification(6, Some(crate::fixtures::noise(500_000)))];
+        let store = store_over(&mock, Some("payloads"));
+        store.store(&records, deadline()).await;
+        mock.delete_blobs();
+        let err = store.get("t:0:6").await.unwrap_err();
+        assert!(matches!(err, ReadError::Gone { .. }), "{err}");
+        assert!(!err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn a_record_past_its_retention_is_gone_from_reads_and_pages() {
+        let mock = Arc::new(MockTable::new());
+        let mut old = notification(7, Some(b"old".to_vec()));
+        old.received_at = "2001-01-01T00:00:00.000000Z".into();
+        let mut fresh = notification(8, Some(b"fresh".to_vec()));
+        fresh.received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let store = store_over(&mock, None).with_layout(Layout {
+            retention_seconds: Some(86_400),
+            ..Layout::default()
+        });
+        let report = store.store(&vec![old, fresh], deadline()).await;
+        assert_eq!(report.stored, 2, "{report:?}");
+        assert_eq!(mock.len(), 2, "still in the table until DynamoDB's TTL deletes it");
+        assert_eq!(store.get("t:0:7").await.unwrap(), None);
+        assert!(store.get("t:0:8").await.unwrap().is_some());
+        let page = store
+            .page(&IndexQuery {
+                lookup: crate::ports::Lookup::Order,
+                value: "o-1".into(),
+                since: None,
+                until: None,
+                event_type: None,
+                ascending: true,
+                limit: 10,
+                after: None,
+            })
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page.items.iter().map(|i| i.summary.id.as_str()).collect();
+        assert_eq!(ids, ["t:0:8"]);
     }
 }

@@ -4,9 +4,9 @@
 //! record without its payload is too large (giant keys or headers), the key and headers go to S3 too. Nothing is
 //! ever dropped.
 
+use crate::model::sha256_hex;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 use super::codec::{data_value, headers_value, item_size, n, s, Item, ITEM_VERSION};
@@ -65,10 +65,6 @@ pub enum LayoutError {
         "record {id} needs {size} bytes, over the item limit, and no payload bucket is configured (set PAYLOAD_BUCKET)"
     )]
     NoBucket { id: String, size: usize },
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The S3 key of a record's payload: its id with `:` as `/`, under the prefix; stable, so redelivery overwrites.
@@ -221,10 +217,13 @@ pub fn prepare_owned(
         let sha256 = sha256_hex(&payload);
         item.insert(attr::PAYLOAD_SHA256.into(), s(sha256.clone()));
         let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
-        if payload.len() <= room && payload.len() < layout.compress_min_bytes {
+        // A payload too large to answer inline is read through a link, which only the bucket can give: it goes
+        // there even when it would compress into the item.
+        let linked = payload.len() as u64 > crate::ports::INLINE_PAYLOAD_MAX && layout.bucket.is_some();
+        if !linked && payload.len() <= room && payload.len() < layout.compress_min_bytes {
             item.insert(attr::PAYLOAD.into(), AttributeValue::B(Blob::new(payload)));
         } else {
-            let compressed = if payload.len() >= layout.compress_min_bytes {
+            let compressed = if !linked && payload.len() >= layout.compress_min_bytes {
                 zstd::bulk::compress(&payload, 3)
                     .ok()
                     .filter(|c| c.len() < payload.len())
@@ -235,7 +234,7 @@ pub fn prepare_owned(
                 Some(c) if c.len() <= room => {
                     item.insert(attr::PAYLOAD_ZSTD.into(), AttributeValue::B(Blob::new(c)));
                 }
-                _ if payload.len() <= room => {
+                _ if !linked && payload.len() <= room => {
                     item.insert(attr::PAYLOAD.into(), AttributeValue::B(Blob::new(payload)));
                 }
                 _ => {
@@ -332,6 +331,27 @@ mod tests {
         };
         assert_eq!(decompress(&c, payload.len()).unwrap(), payload);
         assert!(item_size(&prepared.item) < 350_000);
+    }
+
+    #[test]
+    fn a_payload_too_large_to_answer_inline_goes_to_the_bucket_even_when_it_compresses() {
+        let payload = vec![b'a'; crate::ports::INLINE_PAYLOAD_MAX as usize + 1];
+        let with_bucket = Layout {
+            bucket: Some("b".into()),
+            ..Layout::default()
+        };
+        let prepared = prepare(&notification(Some(payload.clone())), &with_bucket, 0).unwrap();
+        assert!(matches!(
+            record_from_item(&prepared.item).unwrap().payload,
+            StoredPayload::S3(_)
+        ));
+        assert_eq!(prepared.blobs[0].bytes, payload);
+        // Without a bucket it still compresses into the item: stored, never refused.
+        let prepared = prepare(&notification(Some(payload)), &Layout::default(), 0).unwrap();
+        assert!(matches!(
+            record_from_item(&prepared.item).unwrap().payload,
+            StoredPayload::Zstd(_)
+        ));
     }
 
     #[test]

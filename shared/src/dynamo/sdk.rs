@@ -44,10 +44,12 @@ pub trait BlobPut: Send + Sync {
     async fn put_blob(&self, bucket: &str, key: &str, bytes: Vec<u8>, sha256_hex: &str) -> Result<(), StoreError>;
 }
 
-/// Reads objects from S3, refusing one larger than `max_bytes` before reading its body.
+/// Reads objects from S3, refusing one larger than `max_bytes` before reading its body (`None`: no such
+/// object), and makes short-lived URLs that read them.
 #[async_trait]
 pub trait BlobGet: Send + Sync {
-    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError>;
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
 }
 
 /// The table, through the DynamoDB client.
@@ -208,15 +210,12 @@ impl BlobPut for S3Bucket {
 
 #[async_trait]
 impl BlobGet for S3Bucket {
-    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Vec<u8>, StoreError> {
-        let output = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify("GetObject", e))?;
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let output = match self.client.get_object().bucket(bucket).key(key).send().await {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(classify("GetObject", e)),
+        };
         if let Some(length) = output.content_length.filter(|l| *l as u64 > max_bytes) {
             return Err(StoreError::new(
                 "GetObject",
@@ -229,7 +228,21 @@ impl BlobGet for S3Bucket {
             .collect()
             .await
             .map_err(|e| StoreError::new("GetObject", Retry::Transient, e.to_string()).with_source(e))?;
-        Ok(bytes.into_bytes().to_vec())
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::new("PresignGetObject", Retry::Permanent, e.to_string()))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| classify("PresignGetObject", e))?;
+        Ok(request.uri().to_owned())
     }
 }
 

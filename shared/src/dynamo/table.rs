@@ -110,8 +110,9 @@ pub fn index_of(lookup: Lookup) -> &'static Index {
     }
 }
 
-/// Non-key attributes every index projects: the record's summary (no payload, no headers).
-pub const SUMMARY_ATTRIBUTES: [&str; 18] = [
+/// Non-key attributes every index projects: the record's summary (no payload, no headers), and its expiry, so
+/// that lists leave out what retention has expired before DynamoDB's TTL deletes it.
+pub const SUMMARY_ATTRIBUTES: [&str; 19] = [
     attr::SOURCE_TOPIC,
     attr::PARTITION,
     attr::OFFSET,
@@ -130,6 +131,7 @@ pub const SUMMARY_ATTRIBUTES: [&str; 18] = [
     attr::PAYLOAD_SIZE,
     attr::SCHEMA_ID,
     attr::WARNINGS,
+    attr::EXPIRES_AT,
 ];
 
 /// DynamoDB's limit on a partition key value of an index, in bytes.

@@ -193,7 +193,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         shared::dynamo::s3_client(&aws),
         args.table.clone(),
     );
-    let app = query::app(&query_config, Arc::new(store));
+    let cursors = query::cursor_signer(&query_config, &aws)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let app = query::app(cursors, Arc::new(store));
     let listener = tokio::net::TcpListener::bind(&args.api_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.api_listen))?;
