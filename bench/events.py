@@ -150,6 +150,22 @@ def write_event(path: str, records: int = 10_000, seed: int = 7) -> int:
     return len(data)
 
 
+def write_number_array_event(path: str, value_bytes: int = 4 * 1024 * 1024) -> int:
+    """Writes an event of one record whose value is a JSON object holding an array of numbers of about
+    `value_bytes` (the shape that once cost a tree node per number); returns the value's size in bytes."""
+    numbers = ",".join(str(100_000 + i % 900_000) for i in range(value_bytes // 7))
+    value = ('{"eventType":"SensorReadings","orderId":"o-array","readings":[' + numbers + "]}").encode()
+    record = {
+        "topic": "readings", "partition": 0, "offset": 1, "timestamp": 1_764_460_800_000,
+        "timestampType": "CREATE_TIME", "key": None, "value": base64.b64encode(value).decode(), "headers": [],
+    }
+    event = {"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/shop/x",
+             "bootstrapServers": "b-1.shop.kafka.eu-west-1.amazonaws.com:9098", "records": {"readings-0": [record]}}
+    with open(path, "w") as out:
+        json.dump(event, out, separators=(",", ":"))
+    return len(value)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")

@@ -221,6 +221,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="full runs per side (default 3)")
     parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--only-array", action="store_true",
+                        help="run only the 4 MB number-array case (ours), not the comparison with the peer")
     args = parser.parse_args()
     ensure_environment()
 
@@ -232,6 +234,8 @@ def main() -> int:
 
     rust_bin = build_rust()
     workdir = Path(tempfile.mkdtemp(prefix="notifications-bench-"))
+    if args.only_array:
+        return number_array_case(rust_bin, workdir, events, boto3)
     event_path = workdir / "event.json"
     size = events.write_event(str(event_path), args.records)
     log(f"event: {event_path} ({args.records} records, {size} bytes)")
@@ -322,7 +326,41 @@ def main() -> int:
     print(f"ratio peak_rss python/rust = {rss_ratio:.1f}")
     print(f"ratio start_to_ready python/rust = {python['ready_ms'] / rust['ready_ms']:.1f}")
     print(f"ratio cpu_per_record python/rust = {cpu_ratio:.1f}")
-    return 0
+    return number_array_case(rust_bin, workdir, events, boto3)
+
+
+# The template's smallest IngestMemorySize (MinValue), which the number-array case must fit.
+SMALLEST_INGEST_MEMORY_MB = 128
+
+
+def number_array_case(rust_bin: Path, workdir: Path, events, boto3) -> int:
+    """Ours on one record whose value holds a 4 MB array of numbers: its peak RSS must fit the smallest memory
+    the template allows. (The peer is not run: without an S3 offload it cannot store a 4 MB record.)"""
+    event_path = workdir / "number-array.json"
+    value_size = events.write_number_array_event(str(event_path))
+    moto = Moto()
+    launcher = Launcher()
+    try:
+        credentials = dict(endpoint_url=moto.endpoint, region_name="us-east-1",
+                           aws_access_key_id="bench", aws_secret_access_key="bench")
+        bucket = f"bench-payloads-{random.getrandbits(32):08x}"
+        boto3.client("s3", **credentials).create_bucket(Bucket=bucket)
+        table = f"bench-array-{random.getrandbits(32):08x}"
+        env = child_env(moto.endpoint, table) | {"PAYLOAD_BUCKET": bucket}
+        subprocess.run([str(rust_bin), "--create-table", "--check"], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        result = launcher.run([str(rust_bin), str(event_path)], env, workdir, "rust-number-array")
+        stored = count_items(boto3.client("dynamodb", **credentials), table)
+    finally:
+        launcher.close()
+        moto.stop()
+    fits = result["rss_mb"] < SMALLEST_INGEST_MEMORY_MB and stored == 1
+    print()
+    print(f"4 MB number array: one record, a {value_size:,}-byte value of {value_size // 7:,} numbers: "
+          f"peak RSS {result['rss_mb']:.1f} MB, CPU {result['cpu'] * 1e3:.0f} ms, {stored}/1 stored")
+    print(f"target 4 MB number array within the smallest IngestMemorySize ({SMALLEST_INGEST_MEMORY_MB} MB): "
+          f"{'met' if fits else 'MISSED'} ({result['rss_mb']:.1f} MB)")
+    return 0 if stored == 1 else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ pub async fn cursor_signer(config: &QueryConfig, aws: &aws_config::SdkConfig) ->
     match &config.cursor_key {
         CursorKey::Given(key) => Ok(cursor::CursorSigner::new(key.clone(), ttl)),
         CursorKey::Generated(key) => {
-            tracing::warn!("CURSOR_SECRET is not set: cursors are signed with a per-process key");
+            tracing::info!("CURSOR_SECRET is not set: cursors are signed with a key of this process");
             Ok(cursor::CursorSigner::new(key.clone(), ttl))
         }
         CursorKey::SecretArn(arn) => {

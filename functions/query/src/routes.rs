@@ -437,6 +437,11 @@ mod tests {
                 envelope.len()
             );
             let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+            println!(
+                "page {pages}: {} items, {} bytes in the envelope",
+                ids(&body["items"]).len(),
+                envelope.len()
+            );
             seen.extend(ids(&body["items"]).into_iter().map(str::to_owned));
             match body["next_cursor"].as_str() {
                 Some(next) => cursor = format!("&cursor={next}"),
@@ -457,6 +462,10 @@ mod tests {
         let (envelope, answer) = respond(service(&store), &event("/notifications/big%3A0%3A1", "")).await;
         assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
         assert!(envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT);
+        println!(
+            "1.5 MB of control characters: the record answers in {} bytes",
+            envelope.len()
+        );
         let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["payload_encoding"], "url");
         assert_eq!(body["payload"], "/notifications/big:0:1/payload");
@@ -466,6 +475,7 @@ mod tests {
         let (envelope, answer) = respond(service(&store), &event("/notifications/big%3A0%3A1/payload", "")).await;
         assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
         assert!(envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT);
+        println!("and its payload on its own in {} bytes", envelope.len());
         assert_eq!(answer["isBase64Encoded"], true);
         assert_eq!(answer["headers"]["content-type"], "application/octet-stream");
         use base64::Engine as _;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::Item;
-use super::sdk::{BatchPut, BlobGet, BlobPut, IndexRead, ItemGet, RawPage};
+use super::sdk::{BatchPut, BlobGet, BlobPut, BlobRead, IndexRead, ItemGet, RawPage};
 use super::table;
 use crate::error::{Retry, StoreError};
 use crate::ports::IndexQuery;
@@ -130,9 +130,15 @@ impl BlobPut for MockTable {
 
 #[async_trait]
 impl BlobGet for MockTable {
-    async fn get_blob(&self, bucket: &str, key: &str, _max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<BlobRead, StoreError> {
         let state = self.lock();
-        Ok(state.blobs.get(&(bucket.to_owned(), key.to_owned())).cloned())
+        Ok(match state.blobs.get(&(bucket.to_owned(), key.to_owned())) {
+            None => BlobRead::Missing,
+            Some(bytes) if bytes.len() as u64 > max_bytes => BlobRead::TooLarge {
+                length: bytes.len() as u64,
+            },
+            Some(bytes) => BlobRead::Bytes(bytes.clone()),
+        })
     }
 
     async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {

@@ -35,7 +35,7 @@ use crate::ports::{
     PayloadLink, ReadError, ReadOptions, StoreReport, WriteError,
 };
 use codec::{S3Pointer, StoredPayload};
-use sdk::{BatchPut, BlobGet, BlobPut, DynamoTable, IndexRead, ItemGet, S3Bucket};
+use sdk::{BatchPut, BlobGet, BlobPut, BlobRead, DynamoTable, IndexRead, ItemGet, S3Bucket};
 
 /// The largest payload read back (the trigger delivers at most 6 MB; this leaves room).
 pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
@@ -99,15 +99,28 @@ impl DynamoStore {
     /// Reads an S3 object and checks it against its pointer. A missing object is gone (retention deleted it,
     /// or someone did), not a failure of the store.
     async fn fetch(&self, id: &str, pointer: &S3Pointer) -> Result<Vec<u8>, ReadError> {
-        let Some(bytes) = self
+        let bytes = match self
             .bucket
             .get_blob(&pointer.bucket, &pointer.key, pointer.size)
             .await?
-        else {
-            return Err(ReadError::Gone {
-                id: id.to_owned(),
-                reason: format!("object s3://{}/{} no longer exists", pointer.bucket, pointer.key),
-            });
+        {
+            BlobRead::Bytes(bytes) => bytes,
+            BlobRead::Missing => {
+                return Err(ReadError::Gone {
+                    id: id.to_owned(),
+                    reason: format!("object s3://{}/{} no longer exists", pointer.bucket, pointer.key),
+                })
+            }
+            // Refused on its length, before its body is read: a swapped object cannot exhaust the function.
+            BlobRead::TooLarge { length } => {
+                return Err(corrupt(
+                    id,
+                    format!(
+                        "object s3://{}/{} is {length} bytes, more than the {} its record says",
+                        pointer.bucket, pointer.key, pointer.size
+                    ),
+                ))
+            }
         };
         let digest = hex::encode(Sha256::digest(&bytes));
         if bytes.len() as u64 != pointer.size || digest != pointer.sha256 {
@@ -392,6 +405,11 @@ mod tests {
         let err = store.get("t:0:4").await.unwrap_err();
         assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("does not match its record"), "{err}");
+        // A larger object is refused on its length alone, before its body is read.
+        mock.overwrite_blobs(vec![0; 600_000]);
+        let err = store.get("t:0:4").await.unwrap_err();
+        assert!(matches!(err, ReadError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("600000 bytes, more than the 500000"), "{err}");
     }
 
     #[tokio::test]

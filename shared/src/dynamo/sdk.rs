@@ -44,11 +44,23 @@ pub trait BlobPut: Send + Sync {
     async fn put_blob(&self, bucket: &str, key: &str, bytes: Vec<u8>, sha256_hex: &str) -> Result<(), StoreError>;
 }
 
-/// Reads objects from S3, refusing one larger than `max_bytes` before reading its body (`None`: no such
-/// object), and makes short-lived URLs that read them.
+/// What reading an object gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobRead {
+    Bytes(Vec<u8>),
+    /// No such object.
+    Missing,
+    /// The object is larger than asked for: its body was not read.
+    TooLarge {
+        length: u64,
+    },
+}
+
+/// Reads objects from S3, refusing one larger than `max_bytes` before reading its body, and makes short-lived
+/// URLs that read them.
 #[async_trait]
 pub trait BlobGet: Send + Sync {
-    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<BlobRead, StoreError>;
     async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
 }
 
@@ -210,25 +222,21 @@ impl BlobPut for S3Bucket {
 
 #[async_trait]
 impl BlobGet for S3Bucket {
-    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get_blob(&self, bucket: &str, key: &str, max_bytes: u64) -> Result<BlobRead, StoreError> {
         let output = match self.client.get_object().bucket(bucket).key(key).send().await {
             Ok(output) => output,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(BlobRead::Missing),
             Err(e) => return Err(classify("GetObject", e)),
         };
         if let Some(length) = output.content_length.filter(|l| *l as u64 > max_bytes) {
-            return Err(StoreError::new(
-                "GetObject",
-                Retry::Permanent,
-                format!("object is {length} bytes, more than the {max_bytes} its record says"),
-            ));
+            return Ok(BlobRead::TooLarge { length: length as u64 });
         }
         let bytes = output
             .body
             .collect()
             .await
             .map_err(|e| StoreError::new("GetObject", Retry::Transient, e.to_string()).with_source(e))?;
-        Ok(Some(bytes.into_bytes().to_vec()))
+        Ok(BlobRead::Bytes(bytes.into_bytes().to_vec()))
     }
 
     async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError> {
