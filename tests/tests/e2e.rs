@@ -882,3 +882,67 @@ async fn records_with_a_huge_id_or_a_huge_unreadable_time_are_stored_and_their_p
     let body = get(&server, "/notifications?order_id=o-plain").await;
     assert_eq!(body["items"][0]["event_type"], "Plain");
 }
+
+/// Measures the event of every invocation as the mapping hands it over.
+struct EventSizes {
+    inner: Arc<dyn Invoke>,
+    sizes: Mutex<Vec<(usize, usize)>>,
+}
+
+#[async_trait::async_trait]
+impl Invoke for EventSizes {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
+        let records = event["records"].as_object().map_or(0, |groups| {
+            groups.values().filter_map(Value::as_array).map(Vec::len).sum()
+        });
+        let bytes = serde_json::to_vec(event).map_or(0, |json| json.len());
+        self.sizes.lock().unwrap().push((records, bytes));
+        self.inner.invoke(event).await
+    }
+}
+
+#[tokio::test]
+async fn no_batch_outgrows_lambdas_6_mb_event_the_record_that_would_starts_the_next() {
+    // Six records of 900 KB: 1.2 MB each once base64-encoded in the event, so five fit in 6 MB and the sixth
+    // does not. Before, the size was checked after a record was added, so the sixth joined the batch. Two
+    // partitions, three records each: the embedded mock cluster keeps at most 5 MB per partition.
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let topic = unique("large");
+    kafka.create_topic(&topic, 2).await;
+    let group = unique("group");
+    let sizes = Arc::new(EventSizes {
+        inner: in_process(&env, &env.endpoint, Duration::from_secs(30)),
+        sizes: Mutex::new(Vec::new()),
+    });
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    for i in 0..6u8 {
+        let mut value = shared::fixtures::noise(900_000);
+        value[0] = i;
+        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(&topic).partition(i32::from(i % 2)).payload(&value);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+    let mut config = mapping_config(&kafka, &group, &[&topic]);
+    config.batching_window_ms = 3_000;
+    let mapping = Mapping::start(config, sizes.clone());
+    wait_for_items(&env, 6, Duration::from_secs(90)).await;
+    let progress = mapping.stop().await;
+    assert_eq!(progress.failed_invocations, 0, "{progress:?}");
+    let sizes = sizes.sizes.lock().unwrap().clone();
+    assert!(
+        sizes.iter().all(|(_, bytes)| *bytes <= esm::MAX_EVENT_BYTES),
+        "every event within 6 MB: {sizes:?}"
+    );
+    assert_eq!(
+        sizes.iter().map(|(records, _)| records).sum::<usize>(),
+        6,
+        "each record delivered once: {sizes:?}"
+    );
+    assert_eq!(sizes[0].0, 5, "the first batch is filled up to the limit: {sizes:?}");
+    let committed = kafka.committed(&group, &topic, 2);
+    assert_eq!((committed.get(&0), committed.get(&1)), (Some(&3), Some(&3)));
+}

@@ -349,3 +349,99 @@ fn batch_item_failures_are_switched_on_in_the_trigger_and_the_function_together(
         assert_eq!(condition_of(types, "FunctionResponseTypes"), mode_condition);
     }
 }
+
+/// The event source mappings of the template (one loop over the topics).
+fn triggers(template: &Value) -> Vec<Value> {
+    template["Resources"]
+        .as_mapping()
+        .expect("Resources")
+        .iter()
+        .filter(|(key, _)| key.as_str().is_some_and(|k| k.starts_with("Fn::ForEach::")))
+        .flat_map(|(_, each)| list(each, "Fn::ForEach")[2].as_mapping().cloned().unwrap_or_default())
+        .filter(|(_, resource)| resource["Type"] == "AWS::Lambda::EventSourceMapping")
+        .map(|(_, resource)| resource)
+        .collect()
+}
+
+#[test]
+fn the_triggers_give_ups_are_seen_every_mapping_has_metrics_and_each_failed_batch_reaches_the_alarm_topic() {
+    let template = template();
+    for trigger in triggers(&template) {
+        let metrics: Vec<String> = list(&trigger["Properties"]["MetricsConfig"]["Metrics"], "Metrics")
+            .iter()
+            .map(|m| text(m, "a metric"))
+            .collect();
+        assert_eq!(metrics, ["EventCount", "ErrorCount", "KafkaMetrics"]);
+        let mut destination = Vec::new();
+        strings(&trigger["Properties"]["DestinationConfig"], &mut destination);
+        assert!(destination.contains(&"FailedBatchBucket.Arn"), "{destination:?}");
+    }
+    let bucket = &template["Resources"]["FailedBatchBucket"]["Properties"];
+    assert_eq!(
+        bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"],
+        Value::Bool(true),
+        "the failed-batch bucket tells EventBridge of each new object"
+    );
+    let rules = resources_of_type(&template, "AWS::Events::Rule");
+    let rule = rules
+        .iter()
+        .find(|(_, rule)| {
+            let mut names = Vec::new();
+            strings(
+                &rule["Properties"]["EventPattern"]["detail"]["bucket"]["name"],
+                &mut names,
+            );
+            names.contains(&"FailedBatchBucket")
+        })
+        .map(|(_, rule)| rule)
+        .expect("a rule on the failed-batch bucket's new objects");
+    assert_eq!(rule["Properties"]["EventPattern"]["detail-type"][0], "Object Created");
+    let mut targets = Vec::new();
+    strings(&rule["Properties"]["Targets"], &mut targets);
+    assert!(
+        targets.contains(&"AlarmTopic"),
+        "the rule notifies the alarm topic: {targets:?}"
+    );
+    let mut policy = Vec::new();
+    strings(&template["Resources"]["AlarmTopicPolicy"]["Properties"], &mut policy);
+    assert!(
+        policy.contains(&"events.amazonaws.com") && policy.contains(&"FailedBatchAlarmRule.Arn"),
+        "EventBridge may publish to the alarm topic for that rule only: {policy:?}"
+    );
+}
+
+#[test]
+fn network_interfaces_are_limited_to_the_brokers_vpc_and_the_cursor_key_never_sits_in_plain_text() {
+    let template = template();
+    let mut found = Vec::new();
+    statements(&template["Resources"]["IngestRole"], &mut found);
+    let manage = found
+        .iter()
+        .find(|s| s.get("Sid").and_then(Value::as_str) == Some("ManageNetworkInterfaces"))
+        .expect("the ingest role manages network interfaces");
+    let mut vpc = Vec::new();
+    strings(&manage["Condition"]["ArnEquals"]["ec2:Vpc"], &mut vpc);
+    assert!(vpc.iter().any(|arn| arn.ends_with(":vpc/${KafkaVpcId}")), "{vpc:?}");
+    let mut resources = Vec::new();
+    strings(&manage["Resource"], &mut resources);
+    assert!(
+        resources.iter().any(|r| r.ends_with(":subnet/${Id}"))
+            && resources.iter().any(|r| r.ends_with(":security-group/${Id}")),
+        "the configured subnets and security groups by id: {resources:?}"
+    );
+
+    let (_, query) = resources_of_type(&template, "AWS::Serverless::Function")
+        .into_iter()
+        .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"] == "query")
+        .expect("the query function");
+    let mut variables = Vec::new();
+    strings(&query["Properties"]["Environment"], &mut variables);
+    assert!(
+        variables.iter().all(|v| !v.contains("{{resolve:")),
+        "no dynamic reference puts a secret in the function's configuration: {variables:?}"
+    );
+    assert_eq!(
+        query["Properties"]["Environment"]["Variables"]["CURSOR_SECRET_ARN"],
+        serde_yaml::from_str::<Value>("!Ref CursorSecret").unwrap()
+    );
+}
