@@ -408,6 +408,10 @@ fn the_triggers_give_ups_are_seen_every_mapping_has_metrics_and_each_failed_batc
         policy.contains(&"events.amazonaws.com") && policy.contains(&"FailedBatchAlarmRule.Arn"),
         "EventBridge may publish to the alarm topic for that rule only: {policy:?}"
     );
+    assert!(
+        policy.contains(&"cloudwatch.amazonaws.com"),
+        "a topic policy replaces the default one: the alarms may still publish: {policy:?}"
+    );
 }
 
 #[test]

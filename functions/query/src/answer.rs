@@ -26,11 +26,16 @@ pub fn base64_len(bytes: usize) -> usize {
     bytes.div_ceil(3) * 4
 }
 
-/// The escaped size of one value in a JSON answer (a list item, a timeline step), with room for the fields a
-/// timeline adds to each step and the separator.
-pub fn item_len(value: &impl serde::Serialize) -> usize {
+/// The escaped size a summary takes in a JSON answer: as a list item, or as a timeline step, which adds its
+/// timings, the separator and, the first time a service appears, its name in `services`.
+pub fn summary_len(summary: &shared::model::Summary) -> usize {
     const STEP_FIELDS: usize = 96;
-    serde_json::to_vec(value).map_or(usize::MAX / 2, |json| escaped_len(&json)) + STEP_FIELDS
+    let service = summary
+        .fields
+        .source_service
+        .as_deref()
+        .map_or(0, |s| escaped_len(s.as_bytes()) + 3);
+    serde_json::to_vec(summary).map_or(usize::MAX / 2, |json| escaped_len(&json)) + service + STEP_FIELDS
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! the secret's current and previous versions, and it is read again (at most once a minute) when a cursor
 //! signed with a key the ring does not hold arrives: after a rotation, the instances started before it learn
 //! the new key from the first cursor a newer instance signed, and cursors signed before it keep working until
-//! they expire.
+//! they expire. The ring is also read again when it is older than fifteen minutes, so an instance that only
+//! ever signs (and never meets a newer cursor) moves to a rotated key too.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -57,6 +58,10 @@ pub trait KeySource: Send + Sync {
 
 /// The least time between two reads of the key source: a forged cursor cannot make every request a read.
 const RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest a signer signs with keys it has not read again: an instance that only ever serves first pages
+/// (and so never meets a newer cursor) still moves to a rotated key.
+const KEY_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// Signs cursors with the first key of its ring and verifies them with any.
 #[derive(Clone)]
@@ -124,12 +129,21 @@ impl CursorSigner {
 
     /// Reads the keys again, unless they were read within the last minute; whether the ring changed.
     pub async fn reload(&self) -> bool {
+        self.read_again(RELOAD_INTERVAL).await
+    }
+
+    /// Reads the keys again if they were read more than fifteen minutes ago (before signing).
+    pub async fn refresh(&self) -> bool {
+        self.read_again(KEY_MAX_AGE).await
+    }
+
+    async fn read_again(&self, unless_within: Duration) -> bool {
         let Some(source) = &self.source else {
             return false;
         };
         {
             let mut last_read = self.last_read.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if last_read.elapsed() < RELOAD_INTERVAL {
+            if last_read.elapsed() < unless_within {
                 return false;
             }
             *last_read = Instant::now();

@@ -34,7 +34,8 @@ pub enum ApiError {
     /// The record was stored, but part of it no longer is (its payload object expired or was deleted).
     #[error("{0}")]
     Gone(String),
-    /// The answer cannot fit Lambda's response limit, and there is nothing to link to.
+    /// The answer cannot fit Lambda's response limit, and there is nothing to link to: a limit of the
+    /// deployment (no payload bucket), not of the request, so a 500 whose detail says what to change.
     #[error("{0}")]
     TooLarge(String),
     /// DynamoDB or S3 failed (throttled, down): try again later.
@@ -73,7 +74,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -107,7 +107,7 @@ impl ReadService {
             // this page started.
             let mut last_taken: Option<Position> = start;
             for indexed in page.items {
-                let size = answer::item_len(&indexed.summary);
+                let size = answer::summary_len(&indexed.summary);
                 if items.len() == params.limit || (!items.is_empty() && used + size > self.budget) {
                     // Cut mid-page: continue right after the last item handed out.
                     next = last_taken;
@@ -129,6 +129,9 @@ impl ReadService {
         if next.is_none() {
             // The query budget ran out before the page filled: continue from where the store stopped.
             next = after;
+        }
+        if next.is_some() {
+            self.cursors.refresh().await;
         }
         let next_cursor = next.map(|position| self.cursors.issue(&digest, position, now()));
         Ok(Page { items, next_cursor })
@@ -170,7 +173,16 @@ impl ReadService {
             return Ok(body);
         }
         view.payload = RenderedPayload::Url(payload_path);
-        serde_json::to_vec(&view).map_err(ApiError::internal)
+        let body = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+        if answer::escaped_len(&body) > self.budget {
+            // Only a key and headers kept in S3 (over the item limit) can make even this too large.
+            return Err(ApiError::TooLarge(format!(
+                "notification {id:?} is too large for a Lambda response even without its payload: its key and \
+                 headers alone take {} bytes",
+                body.len()
+            )));
+        }
+        Ok(body)
     }
 
     /// One notification's payload, exactly as it came: its bytes, or a link to them when they are too large

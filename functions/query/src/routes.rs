@@ -150,7 +150,6 @@ fn record_id(id: Result<Path<String>, PathRejection>, raw: Option<&str>) -> Resu
         (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "The id or the query is not valid; the detail says what is wrong"),
         (status = 404, body = crate::problem::Problem, content_type = "application/problem+json", description = "No notification has this id, its retention has expired, or it is a tombstone"),
         (status = 410, body = crate::problem::Problem, content_type = "application/problem+json", description = "The payload is no longer stored (expired or deleted)"),
-        (status = 413, body = crate::problem::Problem, content_type = "application/problem+json", description = "Too large for a Lambda response and stored without a payload bucket to link to"),
     )
 )]
 async fn get_payload(
@@ -502,13 +501,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_payload_too_large_for_any_answer_and_with_nothing_to_link_to_is_a_413_problem() {
+    async fn a_payload_too_large_for_any_answer_and_with_nothing_to_link_to_is_a_500_that_says_what_to_change() {
         let store = Arc::new(InMemoryStore::new());
         store.insert(record(3, None, Some(vec![b'a'; 100_000])));
         store.insert(record(4, None, None));
         let read = service(&store).with_budget(50_000);
         let (_, answer) = respond(read.clone(), &event("/notifications/big%3A0%3A3/payload", "")).await;
-        assert_eq!(answer["statusCode"], 413, "{}", answer["body"]);
+        assert_eq!(answer["statusCode"], 500, "{}", answer["body"]);
         assert_eq!(answer["headers"]["content-type"], crate::problem::PROBLEM_JSON);
         assert!(answer["body"].as_str().unwrap().contains("PAYLOAD_BUCKET"));
         let (_, answer) = respond(read, &event("/notifications/big%3A0%3A4/payload", "")).await;
