@@ -453,6 +453,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_timeline_of_huge_steps_with_long_distinct_services_comes_in_pages_that_each_fit() {
+        let store = Arc::new(InMemoryStore::new());
+        for offset in 0..30 {
+            let mut n = record(offset, Some(vec![0xff; 250_000]), Some(b"x".to_vec()));
+            n.fields.correlation_id = Some("k-huge".into());
+            n.fields.source_service = Some(format!("{offset:02}{}", "s".repeat(1_000)));
+            store.insert(n);
+        }
+        let mut steps = 0;
+        let mut cursor = String::new();
+        loop {
+            let path = "/correlations/k-huge/timeline";
+            let (envelope, answer) = respond(service(&store), &event(path, cursor.trim_start_matches('&'))).await;
+            assert_eq!(answer["statusCode"], 200, "{}", answer["body"]);
+            assert!(
+                envelope.len() <= crate::answer::LAMBDA_RESPONSE_LIMIT,
+                "{} bytes",
+                envelope.len()
+            );
+            let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+            steps += body["steps"].as_array().map_or(0, Vec::len);
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(steps, 30, "every step once");
+    }
+
+    #[tokio::test]
     async fn a_payload_too_large_to_answer_inline_is_linked_and_served_on_its_own() {
         let store = Arc::new(InMemoryStore::new());
         // 1.5 MB of control characters: 6 bytes each as JSON, 7 inside the envelope.
