@@ -335,16 +335,9 @@ fn batch_item_failures_are_switched_on_in_the_trigger_and_the_function_together(
     strings(failure_mode, &mut mode_values);
     assert!(mode_values.contains(&"report-batch-item-failures") && mode_values.contains(&"fail-invocation"));
 
-    let triggers = template["Resources"]
-        .as_mapping()
-        .expect("Resources")
-        .iter()
-        .filter(|(key, _)| key.as_str().is_some_and(|k| k.starts_with("Fn::ForEach::")))
-        .flat_map(|(_, each)| list(each, "Fn::ForEach")[2].as_mapping().cloned().unwrap_or_default())
-        .filter(|(_, resource)| resource["Type"] == "AWS::Lambda::EventSourceMapping")
-        .collect::<Vec<_>>();
+    let triggers = triggers(&template);
     assert_eq!(triggers.len(), 1, "one event source mapping per topic, from one loop");
-    for (_, trigger) in triggers {
+    for trigger in triggers {
         let types = &trigger["Properties"]["FunctionResponseTypes"];
         assert_eq!(condition_of(types, "FunctionResponseTypes"), mode_condition);
     }

@@ -49,8 +49,8 @@ pub enum CursorError {
     Expired,
 }
 
-/// Where a signer's keys come from: the newest first. Read at start, and again when a cursor arrives that no
-/// key held verifies.
+/// Where a signer's keys come from: the newest first. Read at start, again when a cursor arrives that no key
+/// held verifies, and again before signing with keys read more than fifteen minutes ago.
 #[async_trait]
 pub trait KeySource: Send + Sync {
     async fn keys(&self) -> Result<Vec<Vec<u8>>, String>;

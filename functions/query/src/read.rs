@@ -33,7 +33,6 @@ pub struct ReadService {
     cursors: CursorSigner,
     /// What one answer's body may take in Lambda's response envelope.
     budget: usize,
-    read_options: ReadOptions,
 }
 
 /// A payload on its own (`GET /notifications/{id}/payload`).
@@ -56,19 +55,12 @@ impl ReadService {
             reader,
             cursors,
             budget: answer::BODY_BUDGET,
-            read_options: ReadOptions::default(),
         }
     }
 
     /// Answers within `budget` bytes of body instead of Lambda's (tests use a small one).
     pub fn with_budget(mut self, budget: usize) -> Self {
         self.budget = budget;
-        self
-    }
-
-    /// Links payloads larger than `inline_max` instead of carrying them.
-    pub fn with_read_options(mut self, options: ReadOptions) -> Self {
-        self.read_options = options;
         self
     }
 
@@ -149,7 +141,7 @@ impl ReadService {
 
     async fn found(&self, id: &str) -> Result<Found, ApiError> {
         self.reader
-            .read(id, self.read_options)
+            .read(id, ReadOptions::default())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no notification with id {id:?}")))
     }

@@ -297,6 +297,20 @@ mod tests {
         })
     }
 
+    /// The first page of order `o-1`'s index, `limit` at a time, oldest first.
+    fn order_o1(limit: usize) -> IndexQuery {
+        IndexQuery {
+            lookup: crate::ports::Lookup::Order,
+            value: "o-1".into(),
+            since: None,
+            until: None,
+            event_type: None,
+            ascending: true,
+            limit,
+            after: None,
+        }
+    }
+
     fn deadline() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -418,16 +432,7 @@ mod tests {
         let records: Vec<Notification> = (0..5).map(|i| notification(i, Some(b"x".to_vec()))).collect();
         let store = store_over(&mock, None);
         store.store(&records, deadline()).await;
-        let mut query = IndexQuery {
-            lookup: crate::ports::Lookup::Order,
-            value: "o-1".into(),
-            since: None,
-            until: None,
-            event_type: None,
-            ascending: true,
-            limit: 2,
-            after: None,
-        };
+        let mut query = order_o1(2);
         let mut seen = Vec::new();
         loop {
             let page = store.page(&query).await.unwrap();
@@ -491,19 +496,7 @@ mod tests {
         assert_eq!(mock.len(), 2, "still in the table until DynamoDB's TTL deletes it");
         assert_eq!(store.get("t:0:7").await.unwrap(), None);
         assert!(store.get("t:0:8").await.unwrap().is_some());
-        let page = store
-            .page(&IndexQuery {
-                lookup: crate::ports::Lookup::Order,
-                value: "o-1".into(),
-                since: None,
-                until: None,
-                event_type: None,
-                ascending: true,
-                limit: 10,
-                after: None,
-            })
-            .await
-            .unwrap();
+        let page = store.page(&order_o1(10)).await.unwrap();
         let ids: Vec<&str> = page.items.iter().map(|i| i.summary.id.as_str()).collect();
         assert_eq!(ids, ["t:0:8"]);
     }
