@@ -16,6 +16,10 @@ help: ## List the targets
 venv: ## Create the Python virtualenv with moto (once per change of localstack/requirements.txt)
 	@scripts/venv.sh $(VENV) localstack/requirements.txt
 
+.PHONY: browser
+browser: ## Install what the console's browser test needs: Debian's chromium and playwright-core (once)
+	@scripts/browser.sh
+
 .PHONY: dev
 dev: venv ## Run the whole pipeline locally until Ctrl-C (Kafka at 127.0.0.1:9092, API at :3000)
 	$(CARGO) run --bin notifications -- dev
@@ -34,7 +38,7 @@ unit: ## Unit and handler tests only (no servers)
 	$(CARGO) test --workspace --lib --bins
 
 .PHONY: test
-test: venv lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, template
+test: venv browser lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, browser, template
 	$(CARGO) test --workspace --all-targets
 	@$(MAKE) --no-print-directory tansu-tier
 

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use esm::{EsmConfig, Invocation, Invoke, InvokeError};
+use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError};
+use notifications_cli::produce::{self, Outgoing};
+
+use crate::TestEnv;
 use local_stack::kafka::EmbeddedKafka;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -208,5 +211,110 @@ impl Mapping {
     pub async fn stop(self) -> esm::Progress {
         let _ = self.stop.send(true);
         self.task.await.expect("mapping task").expect("mapping ran")
+    }
+}
+
+/// A mapping over `topics` with short waits, for tests.
+pub fn mapping_config(kafka: &TestKafka, group: &str, topics: &[&str]) -> EsmConfig {
+    let mut config = EsmConfig::new(&kafka.bootstrap);
+    config.group_id = group.to_owned();
+    config.topics = topics.iter().map(|t| t.to_string()).collect();
+    config.batching_window_ms = 200;
+    config.max_backoff_ms = 1_000;
+    config.metadata_refresh_ms = 1_000;
+    config
+}
+
+/// The ingest handler in-process, with a Lambda-like timeout per invocation.
+pub fn in_process(env: &TestEnv, endpoint: &str, timeout: Duration) -> Arc<dyn Invoke> {
+    Arc::new(InProcess {
+        ingest: Arc::new(env.ingest_via(endpoint, &[("DEADLINE_MARGIN_MS", "200")])),
+        timeout,
+    })
+}
+
+/// Waits until the table holds `count` items, or fails after `timeout`.
+pub async fn wait_for_items(env: &TestEnv, count: usize, timeout: Duration) {
+    let until = tokio::time::Instant::now() + timeout;
+    loop {
+        let stored = env.count_items().await;
+        if stored == count {
+            return;
+        }
+        assert!(stored < count, "{stored} items stored, more than the {count} produced");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "only {stored} of {count} items stored after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Produces `messages` to the broker.
+pub async fn send(kafka: &TestKafka, messages: &[Outgoing]) {
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    produce::send_all(&producer, messages, 0.0).await.expect("produce");
+}
+
+/// A message with these exact key, value and headers.
+pub fn raw(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Outgoing {
+    Outgoing {
+        topic: topic.to_owned(),
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
+    }
+}
+
+/// The value of a poison record, and as the trigger's event carries it (base64).
+pub const POISON: &[u8] = b"poison";
+pub const POISON_BASE64: &str = "cG9pc29u";
+
+/// The function under the mapping: `inner`, except that it fails any invocation carrying a record whose value
+/// is [`POISON`], however often it is retried, as a function with a bug would.
+pub struct RejectsPoison {
+    pub inner: Arc<dyn Invoke>,
+}
+
+#[async_trait]
+impl Invoke for RejectsPoison {
+    async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError> {
+        let poisoned = event["records"]
+            .as_object()
+            .into_iter()
+            .flat_map(|groups| groups.values())
+            .flat_map(|records| records.as_array().into_iter().flatten())
+            .any(|record| record["value"] == POISON_BASE64);
+        if poisoned {
+            return Err(InvokeError::Function {
+                kind: "Unhandled".into(),
+                body: r#"{"errorMessage":"cannot handle poison"}"#.into(),
+            });
+        }
+        self.inner.invoke(event).await
+    }
+}
+
+impl TestKafka {
+    /// Waits until the offsets `group` committed for `topic`'s partitions `0..partitions` satisfy `done`, or
+    /// fails after `timeout` saying `what` and where they stand.
+    pub async fn wait_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&BTreeMap<i32, i64>) -> bool,
+    ) {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let committed = self.committed(group, topic, partitions);
+            if done(&committed) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < until, "{what}: committed {committed:?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 }

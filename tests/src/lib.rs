@@ -201,7 +201,7 @@ impl QueryServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = query::serve::serve(listener, app).await;
         });
         QueryServer {
             base: format!("http://{address}"),
@@ -230,6 +230,13 @@ impl QueryServer {
             .unwrap_or_default()
             .to_owned();
         (status, content_type, response.text().await.expect("body"))
+    }
+
+    /// GETs `path_and_query`, which must answer 200; returns the JSON body.
+    pub async fn get_ok(&self, path_and_query: &str) -> serde_json::Value {
+        let (status, _, body) = self.get(path_and_query).await;
+        assert_eq!(status, 200, "{path_and_query}: {body}");
+        body
     }
 
     /// GETs `path_and_query`; returns status, content type and JSON body.

@@ -10,67 +10,12 @@ use std::time::Duration;
 
 use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError, StartingPosition};
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::kafka::{Mapping, Recording, TestKafka};
-use integration_tests::{unique, QueryServer, TestEnv};
+use integration_tests::kafka::{in_process, mapping_config, raw, send, wait_for_items, Mapping, Recording, TestKafka};
+use integration_tests::{unique, TestEnv};
 use notifications_cli::produce::{self, Outgoing};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use tokio::sync::watch;
-
-fn mapping_config(kafka: &TestKafka, group: &str, topics: &[&str]) -> EsmConfig {
-    let mut config = EsmConfig::new(&kafka.bootstrap);
-    config.group_id = group.to_owned();
-    config.topics = topics.iter().map(|t| t.to_string()).collect();
-    config.batching_window_ms = 200;
-    config.max_backoff_ms = 1_000;
-    config.metadata_refresh_ms = 1_000;
-    config
-}
-
-/// The ingest handler in-process, with a Lambda-like timeout per invocation.
-fn in_process(env: &TestEnv, endpoint: &str, timeout: Duration) -> Arc<dyn Invoke> {
-    Arc::new(InProcess {
-        ingest: Arc::new(env.ingest_via(endpoint, &[("DEADLINE_MARGIN_MS", "200")])),
-        timeout,
-    })
-}
-
-/// Waits until the table holds `count` items, or fails after `timeout`.
-async fn wait_for_items(env: &TestEnv, count: usize, timeout: Duration) {
-    let until = tokio::time::Instant::now() + timeout;
-    loop {
-        let stored = env.count_items().await;
-        if stored == count {
-            return;
-        }
-        assert!(stored < count, "{stored} items stored, more than the {count} produced");
-        assert!(
-            tokio::time::Instant::now() < until,
-            "only {stored} of {count} items stored after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn send(kafka: &TestKafka, messages: &[Outgoing]) {
-    let producer = produce::producer(&kafka.bootstrap).expect("producer");
-    produce::send_all(&producer, messages, 0.0).await.expect("produce");
-}
-
-fn raw(topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> Outgoing {
-    Outgoing {
-        topic: topic.to_owned(),
-        key: key.map(<[u8]>::to_vec),
-        value: value.map(<[u8]>::to_vec),
-        headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect(),
-    }
-}
-
-async fn get(server: &QueryServer, path: &str) -> Value {
-    let (status, _, body) = server.get(path).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    body
-}
 
 #[tokio::test]
 async fn every_kind_of_message_is_captured_and_found_through_the_api_even_those_sent_before_the_group_started() {
@@ -133,7 +78,7 @@ async fn every_kind_of_message_is_captured_and_found_through_the_api_even_those_
     let server = env.query_server().await;
     // A whole flow from before the group started, and one from after: four services each.
     for order in ["ord-11-000001", "ord-12-000010"] {
-        let body = get(&server, &format!("/notifications?order_id={order}")).await;
+        let body = server.get_ok(&format!("/notifications?order_id={order}")).await;
         let items = body["items"].as_array().unwrap();
         let types: Vec<&str> = items.iter().map(|i| i["event_type"].as_str().unwrap()).collect();
         assert_eq!(
@@ -155,23 +100,23 @@ async fn every_kind_of_message_is_captured_and_found_through_the_api_even_those_
         let correlations: HashSet<&str> = items.iter().map(|i| i["correlation_id"].as_str().unwrap()).collect();
         assert_eq!(correlations.len(), 1, "one correlation id across the flow");
         let correlation = correlations.into_iter().next().unwrap();
-        let timeline = get(&server, &format!("/correlations/{correlation}/timeline")).await;
+        let timeline = server.get_ok(&format!("/correlations/{correlation}/timeline")).await;
         assert_eq!(timeline["steps"].as_array().unwrap().len(), 4);
         assert_eq!(timeline["duration_ms"], 4000);
     }
     // The odd ones.
-    let binary = get(&server, "/notifications?order_id=ord-bin-1").await;
+    let binary = server.get_ok("/notifications?order_id=ord-bin-1").await;
     assert_eq!(binary["items"][0]["payload_format"], "binary");
     assert_eq!(binary["items"][0]["event_type"], "BinaryThing");
     let id = binary["items"][0]["id"].as_str().unwrap().to_owned();
-    let one = get(&server, &format!("/notifications/{id}")).await;
+    let one = server.get_ok(&format!("/notifications/{id}")).await;
     assert_eq!(
         (one["payload_encoding"].as_str(), one["payload"].as_str()),
         (Some("base64"), Some("3q2+7/8="))
     );
-    let text = get(&server, "/notifications?correlation_id=corr-text-1").await;
+    let text = server.get_ok("/notifications?correlation_id=corr-text-1").await;
     let id = text["items"][0]["id"].as_str().unwrap().to_owned();
-    let one = get(&server, &format!("/notifications/{id}")).await;
+    let one = server.get_ok(&format!("/notifications/{id}")).await;
     assert_eq!(one["payload"], "just some text");
     let dups: Vec<&Value> = one["headers"]
         .as_array()
@@ -180,7 +125,7 @@ async fn every_kind_of_message_is_captured_and_found_through_the_api_even_those_
         .filter(|h| h["name"] == "dup")
         .collect();
     assert_eq!(dups.len(), 2, "repeated headers are kept: {one}");
-    let framed = get(&server, "/notifications?order_id=ord-sr-1").await;
+    let framed = server.get_ok("/notifications?order_id=ord-sr-1").await;
     assert_eq!(framed["items"][0]["payload_format"], "confluent-json");
     assert_eq!(framed["items"][0]["schema_id"], 7);
     // The tombstone: found by scanning its partition's ids through GET (its key tells nothing to the indexes).
@@ -859,7 +804,7 @@ async fn records_with_a_huge_id_or_a_huge_unreadable_time_are_stored_and_their_p
     );
 
     let server = env.query_server().await;
-    let body = get(&server, &format!("/notifications/{topic}:0:0")).await;
+    let body = server.get_ok(&format!("/notifications/{topic}:0:0")).await;
     assert_eq!(
         body["payload"]["orderId"].as_str().map(str::len),
         Some(420_000),
@@ -868,7 +813,7 @@ async fn records_with_a_huge_id_or_a_huge_unreadable_time_are_stored_and_their_p
     let stored = body["order_id"].as_str().unwrap_or_default();
     assert!(stored.len() <= shared::model::MAX_FIELD_BYTES, "{} bytes", stored.len());
     assert!(stored.contains("[420000 bytes, sha256:"), "{stored}");
-    let body = get(&server, &format!("/notifications/{topic}:0:1")).await;
+    let body = server.get_ok(&format!("/notifications/{topic}:0:1")).await;
     let warnings = body["warnings"].to_string();
     assert!(
         warnings.contains("text of 410000 bytes that is not a time"),
@@ -879,7 +824,7 @@ async fn records_with_a_huge_id_or_a_huge_unreadable_time_are_stored_and_their_p
         "warnings describe values, never quote them: {} bytes",
         warnings.len()
     );
-    let body = get(&server, "/notifications?order_id=o-plain").await;
+    let body = server.get_ok("/notifications?order_id=o-plain").await;
     assert_eq!(body["items"][0]["event_type"], "Plain");
 }
 

@@ -1,9 +1,12 @@
-//! The fault suite (the failure rules under stress): records pushed through the local stack while the mapping is
-//! killed and restarted mid-batch (twice, each time while the function is handling one of its batches), the
+//! The fault suite (the failure rules under stress): records pushed through the local stack by two pollers of
+//! one consumer group (two mapping instances), each killed and restarted once mid-batch (while the function is
+//! handling one of its batches), which forces four rebalances; a few poison records that the function always
+//! rejects, which bisection isolates and MaximumRetryAttempts (20) sends to a Kafka dead-letter topic; the
 //! DynamoDB endpoint refuses connections for a while, the DynamoDB server is killed and started again (with the
 //! writes it acknowledged, replayed by the fault layer: moto keeps its state in memory only), the Kafka broker
 //! is stopped and started again, and a fault layer throttles 30% of writes and leaves items unprocessed. At the
-//! end it counts what was stored and prints `records=N stored=N lost=0 duplicated=0`. The broker restart needs
+//! end it counts what was stored and prints `records=N stored=N lost=0 duplicated=0 pollers=2 rebalances=4
+//! poison=P dead_lettered=P`. The broker restart needs
 //! a real broker process (`KAFKA_RESTART_COMMAND`); against the embedded mock cluster it is skipped, and says so.
 //!
 //! `make test` runs it with 4,000 records; `make faults` with 100,000 (`FAULT_RECORDS`). The Tansu tier runs
@@ -19,7 +22,7 @@ use serde_json::Value;
 
 use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError};
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::kafka::{Recording, TestKafka};
+use integration_tests::kafka::{Recording, RejectsPoison, TestKafka, POISON};
 use integration_tests::{own_moto, unique, TestEnv};
 use notifications_cli::produce;
 use tokio::sync::watch;
@@ -36,7 +39,7 @@ fn start_mapping(config: &EsmConfig, invoker: Arc<dyn Invoke>) -> (watch::Sender
 
 /// Counts the invocations in progress, so that the mapping can be killed while one is: mid-batch.
 struct InFlight {
-    inner: Arc<Recording>,
+    inner: Arc<dyn Invoke>,
     now: Arc<AtomicUsize>,
 }
 
@@ -56,6 +59,47 @@ impl Invoke for InFlight {
         let _counted = Counted(self.now.clone());
         self.inner.invoke(event).await
     }
+}
+
+/// The source offsets of the records in the dead-letter topic (each once, however often it was written).
+fn dead_lettered(kafka: &TestKafka, topic: &str, at_least: usize) -> HashSet<(i64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", unique("dlt-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut found = HashSet::new();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let mut quiet = 0;
+    while std::time::Instant::now() < until && (found.len() < at_least || quiet < 5) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                quiet = 0;
+                let value: Value = message
+                    .payload()
+                    .and_then(|v| serde_json::from_slice(v).ok())
+                    .unwrap_or_default();
+                for records in value["payload"]["records"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|g| g.values())
+                {
+                    for record in records.as_array().into_iter().flatten() {
+                        found.insert((
+                            record["partition"].as_i64().unwrap_or(-1),
+                            record["offset"].as_i64().unwrap_or(-1),
+                        ));
+                    }
+                }
+            }
+            _ => quiet += 1,
+        }
+    }
+    found
 }
 
 /// Kills the mapping while the function is handling one of its batches (nothing of that batch committed).
@@ -117,7 +161,23 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     // 100,000 records on 4 partitions the broker itself dropped records before the mapping could read them.
     let partitions = (records / 4_000).max(4) as i32;
     kafka.create_topic(&topic, partitions).await;
-    let messages = produce::generate(records, 77, Some(&topic));
+    let dead_letters = unique("faults-dlt");
+    kafka.create_topic(&dead_letters, 1).await;
+    let mut messages = produce::generate(records, 77, Some(&topic));
+    // A few poison records among them, spread over the run.
+    let poison = 5;
+    for i in 0..poison {
+        let at = (i * 2 + 1) * messages.len() / (poison * 2 + 1);
+        messages.insert(
+            at,
+            produce::Outgoing {
+                topic: topic.clone(),
+                key: Some(format!("poison-{i}").into_bytes()),
+                value: Some(POISON.to_vec()),
+                headers: Vec::new(),
+            },
+        );
+    }
     let bootstrap = kafka.bootstrap.clone();
     let producing = tokio::spawn(async move {
         let producer = produce::producer(&bootstrap).expect("producer");
@@ -129,29 +189,49 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         ingest,
         timeout: Duration::from_secs(5),
     }));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let invoker: Arc<dyn Invoke> = Arc::new(InFlight {
-        inner: recording.clone(),
-        now: in_flight.clone(),
-    });
+    // Two pollers: two instances of the mapping in one group, each with its own count of invocations in flight.
+    let in_flight = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let invokers: Vec<Arc<dyn Invoke>> = in_flight
+        .iter()
+        .map(|now| {
+            Arc::new(InFlight {
+                // The function rejects the poison records, however often they are retried.
+                inner: Arc::new(RejectsPoison {
+                    inner: recording.clone(),
+                }),
+                now: now.clone(),
+            }) as Arc<dyn Invoke>
+        })
+        .collect();
     let mut config = EsmConfig::new(&kafka.bootstrap);
     config.group_id = unique("group");
     config.topics = vec![topic.clone()];
     config.batch_size = 500;
     config.batching_window_ms = 100;
     config.max_backoff_ms = 1_000;
+    // Enough retries to ride out the DynamoDB outages below (each retry waits up to max_backoff_ms, and a failing
+    // invocation takes up to its 5 s timeout), so that only the poison records run out of them. With 2, a record
+    // bisected down to itself during the server restart ran out too, and went to the dead-letter topic instead
+    // of the table: AWS's semantics, and the reason MaximumRetryAttempts must cover the outages one expects.
+    config.maximum_retry_attempts = 20;
+    config.bisect_batch_on_function_error = true;
+    config.on_failure = Some(format!("kafka://{dead_letters}"));
     let deadline = Instant::now() + Duration::from_secs(120 + records as u64 / 40);
     let step = |n: usize| records * n / 10;
 
-    // Killed mid-stream (no graceful stop, nothing committed for the batch in hand), then restarted.
-    let (_stop, first) = start_mapping(&config, invoker.clone());
+    // The first poller is killed mid-stream (no graceful stop, nothing committed for the batch in hand), then
+    // started again: the group rebalances when it goes and when it comes back.
+    let mut rebalances = 0;
+    let (_stop_a, first) = start_mapping(&config, invokers[0].clone());
+    let (_stop_b, second) = start_mapping(&config, invokers[1].clone());
     wait_until_delivered(&recording, step(2), deadline).await;
-    let interrupted = kill_mid_batch(first, &in_flight, deadline).await;
+    let interrupted = kill_mid_batch(first, &in_flight[0], deadline).await;
     eprintln!(
-        "faults: mapping killed with {interrupted} invocation in flight at {} delivered records, restarted",
+        "faults: poller 1 of 2 killed with {interrupted} invocation in flight at {} delivered records, restarted",
         recording.delivered().len()
     );
-    let (_stop, second) = start_mapping(&config, invoker.clone());
+    let (stop_a, first) = start_mapping(&config, invokers[0].clone());
+    rebalances += 2;
 
     // The DynamoDB endpoint refuses connections for a while, then comes back.
     wait_until_delivered(&recording, step(4), deadline).await;
@@ -176,14 +256,15 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     };
     eprintln!("faults: broker restart: {broker}");
 
-    // Killed again.
+    // The other poller is killed mid-batch, and started again.
     wait_until_delivered(&recording, step(8), deadline).await;
-    let interrupted = kill_mid_batch(second, &in_flight, deadline).await;
+    let interrupted = kill_mid_batch(second, &in_flight[1], deadline).await;
     eprintln!(
-        "faults: mapping killed with {interrupted} invocation in flight at {} delivered records, restarted",
+        "faults: poller 2 of 2 killed with {interrupted} invocation in flight at {} delivered records, restarted",
         recording.delivered().len()
     );
-    let (stop, third) = start_mapping(&config, invoker.clone());
+    let (stop_b, second) = start_mapping(&config, invokers[1].clone());
+    rebalances += 2;
 
     producing.await.expect("producer task").expect("produced");
     // Wait until the function has acknowledged every record (in memory: cheap), then read the table once.
@@ -200,8 +281,10 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let _ = stop.send(true);
-    let _ = third.await;
+    let _ = stop_a.send(true);
+    let _ = stop_b.send(true);
+    let _ = first.await;
+    let _ = second.await;
 
     let ids = env.stored_ids().await;
     let stored = ids.len();
@@ -212,6 +295,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .map(|d| format!("{}:{}:{}", d.topic, d.partition, d.offset))
         .collect();
     let lost = records.saturating_sub(unique_ids.len());
+    let in_destination = dead_lettered(&kafka, &dead_letters, poison);
     let duplicated =
         ids.len() - unique_ids.len() + unique_ids.iter().filter(|id| !expected.contains(id.as_str())).count();
     let throttled = proxy.counts.throttled.load(std::sync::atomic::Ordering::Relaxed);
@@ -220,7 +304,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .unprocessed_items
         .load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "faults on {}: 2 mapping kills, 1 endpoint outage, 1 DynamoDB server restart ({replayed} writes replayed), \
+        "faults on {}: 2 pollers, each killed once mid-batch, 1 endpoint outage, 1 DynamoDB server restart ({replayed} writes replayed), \
          broker restart: {broker}, {throttled} throttled and {unprocessed} unprocessed writes, {} failed invocations",
         kafka.describe(),
         recording.failed_invocations()
@@ -235,7 +319,16 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
             &delivered_not_stored[..delivered_not_stored.len().min(10)]
         );
     }
-    println!("records={records} stored={stored} lost={lost} duplicated={duplicated}");
+    println!(
+        "records={records} stored={stored} lost={lost} duplicated={duplicated} pollers=2 rebalances={rebalances} \
+         poison={poison} dead_lettered={}",
+        in_destination.len()
+    );
     assert_eq!((lost, duplicated), (0, 0));
     assert_eq!(stored, records);
+    assert_eq!(
+        in_destination.len(),
+        poison,
+        "every poison record, and only those, in the dead-letter topic"
+    );
 }

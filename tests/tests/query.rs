@@ -503,6 +503,9 @@ async fn every_bad_request_gets_a_problem_answer_that_says_what_is_wrong() {
             400,
             "from 1 to 1000",
         ),
+        ("/search", "/search".into(), 400, "q is missing"),
+        ("/search", "/search?q=o-1&limit=51".into(), 400, "from 1 to 50"),
+        ("/search", format!("/search?q={too_long}"), 400, "at most 8192"),
     ];
     for (template, path, status, detail) in cases {
         let (got, body) = f.contract.get(&f.server, template, &path).await;
@@ -543,6 +546,84 @@ async fn every_bad_request_gets_a_problem_answer_that_says_what_is_wrong() {
         .check_problem("POST /notifications", status, &content_type, &body);
 }
 
+/// A search finds each kind a value is, over the real store, and its answers are what the document says.
+#[tokio::test]
+async fn a_search_answers_every_kind_a_value_is_with_a_first_page_that_goes_on() {
+    let mut records = order_flow();
+    // A value that is an order id and a customer id at once.
+    records.push(EventRecord::json(
+        "orders",
+        2,
+        1,
+        json!({"eventType": "Odd", "orderId": "both-1", "customerId": "both-1", "occurredAt": at(30)}),
+    ));
+    let f = fixture(records).await;
+    let search = |q: &str| format!("/search?q={q}&limit=1");
+    let (status, body) = f.contract.get(&f.server, "/search", &search("both-1")).await;
+    assert_eq!(
+        (status, body["matched"].clone()),
+        (200, json!(["order", "customer"])),
+        "{body}"
+    );
+    let (_, body) = f.contract.get(&f.server, "/search", &search("c-1")).await;
+    assert_eq!(body["matched"], json!(["customer"]), "{body}");
+    assert_eq!(body["customer"]["items"].as_array().map(Vec::len), Some(1));
+    // The first page goes on through the list endpoint with its cursor.
+    let cursor = body["customer"]["next_cursor"].as_str().expect("a cursor");
+    let (status, page) = f
+        .contract
+        .get(
+            &f.server,
+            "/notifications",
+            &format!("/notifications?customer_id=c-1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(!page["items"].as_array().unwrap().is_empty());
+    let (_, body) = f.contract.get(&f.server, "/search", &search("flow-1")).await;
+    assert_eq!(body["matched"], json!(["correlation"]), "{body}");
+    let (_, body) = f.contract.get(&f.server, "/search", &search("orders%3A0%3A1")).await;
+    assert_eq!(body["matched"], json!(["record"]), "{body}");
+    assert_eq!(body["record"]["order_id"], "o-1");
+    let (_, body) = f.contract.get(&f.server, "/search", &search("nothing-at-all")).await;
+    assert_eq!(body["matched"], json!([]), "{body}");
+}
+
+/// A request line longer than the server reads is a 414 problem document, not hyper's bare 414. (No HTTP
+/// client library sends such a line: the request is written by hand.)
+#[tokio::test]
+async fn a_query_string_of_100000_bytes_is_a_414_problem_document() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture(Vec::new()).await;
+    let address = f.server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let request = format!(
+        "GET /notifications?order_id={} HTTP/1.1\r\nhost: {address}\r\n\r\n",
+        "x".repeat(100_000)
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert_eq!(status, 414, "{head}");
+    f.contract
+        .check_problem("a 100,000-byte query string", status, content_type, &body);
+    assert!(
+        body["detail"].as_str().unwrap_or_default().contains("65534 bytes"),
+        "{body}"
+    );
+    // The server goes on answering.
+    let (status, _) = f.contract.get(&f.server, "/health", "/health").await;
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn health_answers_and_the_document_lists_every_endpoint() {
     let f = fixture(Vec::new()).await;
@@ -555,6 +636,7 @@ async fn health_answers_and_the_document_lists_every_endpoint() {
         "/notifications",
         "/notifications/{id}",
         "/correlations/{correlation_id}/timeline",
+        "/search",
     ] {
         assert!(
             paths.iter().any(|p| p.as_str() == expected),
@@ -926,6 +1008,26 @@ async fn no_endpoint_scans_the_table() {
     let (status, _, made) = call(timeline, "/correlations/nobody/timeline".into()).await;
     assert_eq!(status, 404);
     only("Query", &made, "the timeline of nobody");
+
+    // A search is index queries (three in parallel), and a GetItem only for a value shaped like a record id.
+    let (status, body, made) = call("/search", "/search?q=o-page".into()).await;
+    assert_eq!((status, body["matched"].clone()), (200, json!(["order"])), "{body}");
+    only("Query", &made, "a search for an order id");
+    let (status, body, made) = call("/search", "/search?q=pages%3A0%3A3".into()).await;
+    assert_eq!((status, body["matched"].clone()), (200, json!(["record"])), "{body}");
+    assert_eq!(made.get("GetItem"), Some(&1), "{made:?}");
+    assert!(made.keys().all(|o| o == "Query" || o == "GetItem"), "{made:?}");
+    // The console's pages are the binary's own.
+    for path in ["/console/", "/console/orders/o-page", "/console/assets/console.js"] {
+        let before = proxy.counts.operations();
+        let (status, _, _) = server.get_text(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            operations_between(&before, &proxy.counts.operations()),
+            BTreeMap::new(),
+            "{path}"
+        );
+    }
 
     let operations = proxy.counts.operations();
     assert_eq!(proxy.counts.operation("Scan"), 0, "{operations:?}");

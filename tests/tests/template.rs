@@ -442,3 +442,33 @@ fn network_interfaces_are_limited_to_the_brokers_vpc_and_the_cursor_key_never_si
         serde_yaml::from_str::<Value>("!Ref CursorSecret").unwrap()
     );
 }
+
+/// Every route that answers data is authorized; the only open routes are the console's pages, and only where a
+/// browser can authorize its API calls itself (a JWT authorizer).
+#[test]
+fn only_the_consoles_pages_are_open_and_only_with_a_jwt_authorizer() {
+    let template = template();
+    let routes = resources_of_type(&template, "AWS::ApiGatewayV2::Route");
+    let mut open = Vec::new();
+    for (name, route) in &routes {
+        let properties = &route["Properties"];
+        let key = text(&properties["RouteKey"], "RouteKey");
+        assert!(key.starts_with("GET /"), "{name}: the API only reads: {key}");
+        if properties["AuthorizationType"] == "NONE" {
+            assert_eq!(route["Condition"], "UsesJwt", "{name} is open without a JWT authorizer");
+            assert!(
+                key == "GET /console" || key == "GET /console/{proxy+}",
+                "{name} opens {key}"
+            );
+            open.push(key);
+        } else {
+            assert_eq!(
+                properties["AuthorizationType"],
+                serde_yaml::from_str::<Value>("!If [UsesJwt, JWT, AWS_IAM]").unwrap(),
+                "{name}"
+            );
+        }
+    }
+    open.sort();
+    assert_eq!(open, ["GET /console", "GET /console/{proxy+}"]);
+}

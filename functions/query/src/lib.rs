@@ -2,6 +2,7 @@
 //! answers over the [`read`] service, which asks the store's ports; [`timeline`] is pure.
 
 pub mod answer;
+pub mod console;
 pub mod cursor;
 pub mod openapi;
 pub mod params;
@@ -9,6 +10,7 @@ pub mod problem;
 pub mod read;
 pub mod routes;
 pub mod secrets;
+pub mod serve;
 pub mod timeline;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
-use crate::read::Page;
+use crate::read::{Page, SearchAnswer};
 use crate::routes::Health;
 use crate::timeline::{Step, Timeline};
 
@@ -55,9 +55,11 @@ pub enum PayloadEncoding {
         crate::routes::get_notification,
         crate::routes::get_payload,
         crate::routes::timeline,
+        crate::routes::search,
     ),
     components(schemas(
         Page,
+        SearchAnswer,
         Summary,
         Extracted,
         Data,
@@ -132,7 +134,7 @@ mod tests {
     fn every_operation_documents_its_server_errors_and_every_response_is_described() {
         let document: Value = serde_json::from_str(super::document_json()).unwrap();
         let paths = document["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 6);
+        assert_eq!(paths.len(), 7);
         for (path, item) in paths {
             let responses = item["get"]["responses"].as_object().unwrap();
             for status in ["500", "503"] {

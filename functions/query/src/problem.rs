@@ -81,19 +81,37 @@ impl ApiError {
     }
 
     pub fn problem(&self) -> Problem {
-        let status = self.status();
         let detail = match self {
             // Store errors are logged in full; callers are told only what they can act on.
             ApiError::Unavailable(_) => "the store is busy or unavailable; try again shortly".to_owned(),
             ApiError::Internal(_) => "an internal error occurred; it has been logged".to_owned(),
             other => other.to_string(),
         };
+        Problem::new(self.status(), detail)
+    }
+}
+
+impl Problem {
+    /// The problem document of `status`, saying `detail`.
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Problem {
         Problem {
             kind: "about:blank".into(),
             title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
-            detail,
+            detail: detail.into(),
         }
+    }
+
+    /// The document as the JSON body of an answer.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, [(header::CONTENT_TYPE, PROBLEM_JSON)], self.to_json()).into_response()
     }
 }
 
@@ -102,8 +120,6 @@ impl IntoResponse for ApiError {
         if self.status().is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let problem = self.problem();
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (self.status(), [(header::CONTENT_TYPE, PROBLEM_JSON)], body).into_response()
+        self.problem().into_response()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use shared::model::{RenderedPayload, Summary};
-use shared::ports::{Found, IndexQuery, NotificationIndex, NotificationReader, Position, ReadOptions};
+use shared::ports::{Found, IndexQuery, Lookup, NotificationIndex, NotificationReader, Position, ReadOptions};
 
 use crate::answer;
 use crate::cursor::{query_digest, CursorError, CursorSigner};
@@ -23,6 +23,37 @@ pub struct Page {
     pub items: Vec<Summary>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// What a value matched (`GET /search?q=`): the record it names and the first page of each index it is a key
+/// of. A kind it did not match is `null`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SearchAnswer {
+    /// The value looked up.
+    pub q: String,
+    /// The kinds it matched, in this order: `record`, `order`, `correlation`, `customer`.
+    pub matched: Vec<String>,
+    /// The record whose id it is.
+    pub record: Option<Summary>,
+    /// The first page of the order's notifications; its `next_cursor` goes on through
+    /// `GET /notifications?order_id=...`.
+    pub order: Option<Page>,
+    /// The first page of the correlation's notifications (`GET /notifications?correlation_id=...` goes on).
+    pub correlation: Option<Page>,
+    /// The first page of the customer's notifications (`GET /notifications?customer_id=...` goes on).
+    pub customer: Option<Page>,
+}
+
+/// Whether `value` has the shape of a record id, `{topic}:{partition}:{offset}`.
+fn looks_like_record_id(value: &str) -> bool {
+    let mut parts = value.rsplitn(3, ':');
+    let (Some(offset), Some(partition), Some(topic)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !topic.is_empty()
+        && value.len() <= crate::routes::MAX_RECORD_ID_BYTES
+        && offset.parse::<i64>().is_ok()
+        && partition.parse::<i64>().is_ok()
 }
 
 /// The read side over the store's ports.
@@ -198,6 +229,74 @@ impl ReadService {
         }
         let sha256 = shared::model::sha256_hex(&bytes);
         Ok(RawPayload::Bytes { bytes, sha256 })
+    }
+
+    /// Looks `value` up everywhere at once: as a record id (when it has that shape) and in the order,
+    /// correlation and customer indexes, each with a first page of `limit` in event-time order. The pages share
+    /// the answer's budget.
+    pub async fn search(&self, value: &str, limit: usize) -> Result<SearchAnswer, ApiError> {
+        // Each page stops at a quarter of the answer's budget (a page always takes its first summary, at most
+        // ~0.5 MB once escaped: keys and headers are bounded at ingest), and the record is one summary and `q`
+        // at most 8 KB: three quarters plus one summary stay under the budget, which is under Lambda's limit.
+        let pages = self.clone().with_budget(self.budget / 4);
+        let first_page = |lookup| {
+            let params = ListParams {
+                lookup,
+                value: value.to_owned(),
+                event_type: None,
+                since: None,
+                until: None,
+                limit,
+                order: Order::Asc,
+                cursor: None,
+            };
+            let pages = pages.clone();
+            async move {
+                let page = pages.page(&params).await?;
+                Ok::<_, ApiError>((!page.items.is_empty()).then_some(page))
+            }
+        };
+        let record = async {
+            if !looks_like_record_id(value) {
+                return Ok(None);
+            }
+            // Only the summary is answered: a payload in S3 stays there (a link is made, not a read).
+            let options = ReadOptions {
+                inline_max: 0,
+                ..ReadOptions::default()
+            };
+            match self.reader.read(value, options).await {
+                Ok(found) => Ok(found.map(|found| found.notification.summary())),
+                // A record whose payload object has gone is answered as a 410 by its own route; the search does
+                // not fail for it.
+                Err(shared::ports::ReadError::Gone { .. }) => Ok(None),
+                Err(err) => Err(ApiError::from(err)),
+            }
+        };
+        let (record, order, correlation, customer) = tokio::try_join!(
+            record,
+            first_page(Lookup::Order),
+            first_page(Lookup::Correlation),
+            first_page(Lookup::Customer)
+        )?;
+        let matched = [
+            ("record", record.is_some()),
+            ("order", order.is_some()),
+            ("correlation", correlation.is_some()),
+            ("customer", customer.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, hit)| *hit)
+        .map(|(kind, _)| kind.to_owned())
+        .collect();
+        Ok(SearchAnswer {
+            q: value.to_owned(),
+            matched,
+            record,
+            order,
+            correlation,
+            customer,
+        })
     }
 
     /// The flow of one correlation id, a page of steps at a time.

@@ -13,11 +13,16 @@ use shared::ports::Lookup;
 use crate::openapi;
 use crate::params::{self, ListParams, Order};
 use crate::problem::ApiError;
-use crate::read::{Page, RawPayload, ReadService};
+use crate::read::{Page, RawPayload, ReadService, SearchAnswer};
 use crate::timeline::Timeline;
 
 /// The longest timeline served in one answer.
 pub const MAX_TIMELINE_STEPS: usize = 1000;
+/// The longest record id the record routes take, in bytes.
+pub const MAX_RECORD_ID_BYTES: usize = 1024;
+/// The default and largest first page of each kind a search answers.
+pub const SEARCH_DEFAULT_LIMIT: usize = 10;
+pub const SEARCH_MAX_LIMIT: usize = 50;
 
 /// The health answer.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -35,6 +40,8 @@ pub fn router(state: ReadService) -> Router {
         .route("/notifications/{id}", get(get_notification))
         .route("/notifications/{id}/payload", get(get_payload))
         .route("/correlations/{correlation_id}/timeline", get(timeline))
+        .route("/search", get(search))
+        .merge(crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -131,9 +138,9 @@ async fn get_notification(
 fn record_id(id: Result<Path<String>, PathRejection>, raw: Option<&str>) -> Result<String, ApiError> {
     let Path(id) = id.map_err(path_error)?;
     params::pairs(raw, &[]).map_err(ApiError::BadRequest)?;
-    if id.is_empty() || id.len() > 1024 {
+    if id.is_empty() || id.len() > MAX_RECORD_ID_BYTES {
         return Err(ApiError::BadRequest(format!(
-            "id must be 1 to 1024 bytes, not {}",
+            "id must be 1 to {MAX_RECORD_ID_BYTES} bytes, not {}",
             id.len()
         )));
     }
@@ -218,6 +225,27 @@ async fn timeline(
     Ok(Json(read.timeline(&params).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/search",
+    params(
+        ("q" = String, Query, description = "Any id: a record id, an order, correlation or customer id"),
+        ("limit" = Option<u32>, Query, description = "The first page size of each kind, 1 to 50 (default 10)", minimum = 1, maximum = 50),
+    ),
+    responses(
+        (status = 200, body = SearchAnswer, description = "What the value matched, looked up in parallel, with the first page of each kind; `matched` is empty when nothing did"),
+        (status = 400, body = crate::problem::Problem, content_type = "application/problem+json", description = "q is missing, empty or too long, or the limit is not valid; the detail says what is wrong"),
+    )
+)]
+async fn search(State(read): State<ReadService>, RawQuery(raw): RawQuery) -> Result<Json<SearchAnswer>, ApiError> {
+    let pairs = params::pairs(raw.as_deref(), &["q", "limit"]).map_err(ApiError::BadRequest)?;
+    let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let q = get("q").ok_or_else(|| ApiError::BadRequest("q is missing: give the id to look for, as ?q=".into()))?;
+    let q = params::check_id("q", q).map_err(ApiError::BadRequest)?;
+    let limit = params::limit(get("limit"), SEARCH_DEFAULT_LIMIT, SEARCH_MAX_LIMIT).map_err(ApiError::BadRequest)?;
+    Ok(Json(read.search(&q, limit).await?))
+}
+
 /// Handler-tier tests: real API Gateway HTTP API (payload 2.0) events, as the function receives them through
 /// `lambda_http`, answered by the router over the in-memory double of the store's ports.
 #[cfg(test)]
@@ -232,7 +260,7 @@ mod tests {
     use super::*;
     use crate::cursor::CursorSigner;
 
-    fn store() -> Arc<InMemoryStore> {
+    pub(super) fn store() -> Arc<InMemoryStore> {
         let store = Arc::new(InMemoryStore::new());
         for record in sample_records() {
             store.insert(record);
@@ -371,7 +399,7 @@ mod tests {
     }
 
     /// The API Gateway event of a GET of `path` (percent-encoded) with `query`, as get-by-id.json has it.
-    fn event(path: &str, query: &str) -> String {
+    pub(super) fn event(path: &str, query: &str) -> String {
         let mut event: Value = serde_json::from_str(include_str!("../fixtures/get-by-id.json")).unwrap();
         event["rawPath"] = path.into();
         event["requestContext"]["http"]["path"] = path.into();
@@ -400,7 +428,7 @@ mod tests {
         (bytes, json)
     }
 
-    fn service(store: &Arc<InMemoryStore>) -> ReadService {
+    pub(super) fn service(store: &Arc<InMemoryStore>) -> ReadService {
         ReadService::new(store.clone(), store.clone(), CursorSigner::new(vec![7; 32], 3600))
     }
 
@@ -542,5 +570,168 @@ mod tests {
         assert!(answer["body"].as_str().unwrap().contains("PAYLOAD_BUCKET"));
         let (_, answer) = respond(read, &event("/notifications/big%3A0%3A4/payload", "")).await;
         assert_eq!(answer["statusCode"], 404, "a tombstone has no payload");
+    }
+}
+
+/// Handler tests of the search and the console's routes, through API Gateway events.
+#[cfg(test)]
+mod console_tests {
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::tests::{event, service, store};
+    use super::*;
+
+    /// Status, headers and body of the answer to a GET of `path` with `query`.
+    async fn get(path: &str, query: &str) -> (u16, axum::http::HeaderMap, Vec<u8>) {
+        use http_body_util::BodyExt;
+        let request = lambda_http::request::from_str(&event(path, query)).expect("an API Gateway v2 event");
+        let response = router(service(&store()))
+            .oneshot(request.map(axum::body::Body::new))
+            .await
+            .expect("the router answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes()
+            .to_vec();
+        (status, headers, body)
+    }
+
+    fn json(body: &[u8]) -> Value {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    }
+
+    #[tokio::test]
+    async fn a_search_answers_every_kind_the_value_matched_with_a_first_page() {
+        // k-1 is a correlation; o-1 an order; c-1 the customer of every record; t:0:5 a record.
+        let (status, _, body) = get("/search", "q=k-1&limit=3").await;
+        let answer = json(&body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["matched"], serde_json::json!(["correlation"]));
+        assert_eq!(answer["correlation"]["items"].as_array().map(Vec::len), Some(3));
+        assert!(answer["correlation"]["next_cursor"].is_string());
+        assert!(answer["order"].is_null() && answer["customer"].is_null() && answer["record"].is_null());
+
+        let (_, _, body) = get("/search", "q=t%3A0%3A5").await;
+        let answer = json(&body);
+        assert_eq!(answer["matched"], serde_json::json!(["record"]), "{answer}");
+        assert_eq!(answer["record"]["id"], "t:0:5");
+        assert!(answer["record"].get("payload").is_none(), "a summary, not the payload");
+
+        let (_, _, body) = get("/search", "q=nobody").await;
+        let answer = json(&body);
+        assert_eq!(answer["matched"], serde_json::json!([]), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn the_first_page_of_a_search_goes_on_through_the_list_endpoint() {
+        let (_, _, body) = get("/search", "q=o-1&limit=2").await;
+        let answer = json(&body);
+        let cursor = answer["order"]["next_cursor"].as_str().expect("a cursor").to_owned();
+        let query = format!("order_id=o-1&limit=5&cursor={}", urlencode(&cursor));
+        let (status, _, body) = get("/notifications", &query).await;
+        let page = json(&body);
+        assert_eq!(status, 200, "{page}");
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
+        // o-1 is every fourth record from offset 1; the search showed t:0:1 and t:0:5.
+        assert_eq!(ids, ["t:0:9", "t:0:13", "t:0:17", "t:0:21", "t:0:25"]);
+    }
+
+    fn urlencode(text: &str) -> String {
+        form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_bad_search_is_a_problem_that_says_what_is_wrong() {
+        for (query, says) in [
+            ("", "q is missing"),
+            ("q=", "q is empty"),
+            ("q=o-1&limit=0", "limit"),
+            ("q=o-1&limit=51", "limit"),
+            ("q=o-1&q=o-2", "more than once"),
+            ("q=o-1&order_id=o-1", "unknown query parameter"),
+        ] {
+            let (status, headers, body) = get("/search", query).await;
+            assert_eq!(status, 400, "{query}");
+            assert_eq!(headers[header::CONTENT_TYPE], crate::problem::PROBLEM_JSON);
+            let detail = json(&body)["detail"].as_str().unwrap_or_default().to_owned();
+            assert!(detail.contains(says), "{query}: {detail}");
+        }
+        let long = format!("q={}", "x".repeat(crate::params::MAX_ID_BYTES + 1));
+        let (status, _, _) = get("/search", &long).await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn every_console_page_is_the_shell_under_a_strict_content_security_policy() {
+        for path in [
+            "/console/",
+            "/console/orders/o-1",
+            "/console/customers/c-1",
+            "/console/correlations/k-1",
+            "/console/records/t%3A0%3A5",
+            "/console/orders/a%2Fb%20c",
+        ] {
+            let (status, headers, body) = get(path, "").await;
+            assert_eq!(status, 200, "{path}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8", "{path}");
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                crate::console::CONTENT_SECURITY_POLICY,
+                "{path}"
+            );
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            assert_eq!(body, crate::console::SHELL.as_bytes(), "{path}");
+        }
+        let policy = crate::console::CONTENT_SECURITY_POLICY;
+        assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"));
+        assert!(!policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"));
+        let (status, _, body) = get("/console", "").await;
+        assert_eq!((status, body.as_slice()), (200, crate::console::SHELL.as_bytes()));
+        // An id whose `%2F` API Gateway has already decoded into a `/` still gets the page.
+        let (status, _, body) = get("/console/orders/a/b", "").await;
+        assert_eq!((status, body.as_slice()), (200, crate::console::SHELL.as_bytes()));
+    }
+
+    #[tokio::test]
+    async fn the_assets_are_served_from_the_binary_with_their_types() {
+        for (name, content, media_type) in crate::console::ASSETS {
+            let (status, headers, body) = get(&format!("/console/assets/{name}"), "").await;
+            assert_eq!(status, 200, "{name}");
+            assert_eq!(headers[header::CONTENT_TYPE], media_type, "{name}");
+            assert_eq!(body, content.as_bytes(), "{name}");
+        }
+    }
+
+    /// A console path that names nothing is a page that says so, as HTML, never a 5xx; the message is text.
+    #[tokio::test]
+    async fn a_bad_console_path_is_a_clear_page() {
+        let long = format!("/console/orders/{}", "x".repeat(crate::params::MAX_ID_BYTES + 1));
+        for (path, status, says) in [
+            ("/console/invoices/1", 404, "no such page"),
+            ("/console/assets/missing.js", 404, "no such file"),
+            ("/console/orders/%20", 400, "1 to 8192 bytes"),
+            ("/console/orders/%FF%FE", 400, "not valid"),
+            (long.as_str(), 400, "8193 bytes"),
+            ("/console/assets/%3Cscript%3E", 404, "no such file"),
+        ] {
+            let (got, headers, body) = get(path, "").await;
+            let text = String::from_utf8_lossy(&body);
+            assert_eq!(got, status, "{path}: {text}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8", "{path}");
+            assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY), "{path}");
+            assert!(text.contains(says), "{path}: {text}");
+            assert!(!text.contains("<script>"), "{path}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Property-based fuzzing of the HTTP surface: arbitrary paths, query strings and methods through the real
 //! router over the in-memory double (`InMemoryStore`, a test double) holding a few records. Every answer must be
-//! below 500, every error a problem document, and every 200 JSON.
+//! below 500; the API's errors are problem documents and its 200s JSON; the console's answers are HTML under its
+//! Content-Security-Policy, and a redirect names where to.
 
 use std::sync::{Arc, OnceLock};
 
@@ -31,6 +32,12 @@ fn segment() -> impl Strategy<Value = String> {
         Just("timeline".to_owned()),
         Just("health".to_owned()),
         Just("openapi.json".to_owned()),
+        Just("search".to_owned()),
+        Just("console".to_owned()),
+        Just("orders".to_owned()),
+        Just("records".to_owned()),
+        Just("assets".to_owned()),
+        Just("console.js".to_owned()),
         Just("t:0:3".to_owned()),
         Just("k-1".to_owned()),
         "[a-zA-Z0-9:._~-]{0,12}",
@@ -50,6 +57,7 @@ fn parameter() -> impl Strategy<Value = String> {
         Just("limit"),
         Just("order"),
         Just("cursor"),
+        Just("q"),
         Just("x"),
     ];
     let value = prop_oneof![
@@ -90,9 +98,22 @@ proptest! {
             .block_on(app().oneshot(Request::builder().method(method).uri(uri.clone()).body(Body::empty()).expect("request")))
             .expect("infallible");
         let status = response.status();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let content_type = header("content-type").unwrap_or_default();
+        let (csp, location) = (header("content-security-policy"), header("location"));
         let body = runtime.block_on(response.into_body().collect()).expect("body").to_bytes();
         prop_assert!(status.as_u16() < 500, "{status} for {uri}");
+        if status.is_redirection() {
+            prop_assert!(location.is_some(), "{uri}: a redirect names no Location");
+            return Ok(());
+        }
+        if content_type.starts_with("text/") || content_type.starts_with("image/") {
+            // The console's pages and files, and its pages that say what is wrong.
+            let path = uri.path();
+            prop_assert!(path == "/console" || path.starts_with("/console/"), "{uri}: {content_type} outside the console");
+            prop_assert_eq!(csp.as_deref(), Some(query::console::CONTENT_SECURITY_POLICY));
+            return Ok(());
+        }
         let json: Result<serde_json::Value, _> = serde_json::from_slice(&body);
         prop_assert!(json.is_ok(), "{uri}: answer is not JSON");
         if status.is_client_error() {

@@ -202,7 +202,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.api_listen))?;
     let mut api_stop = stop.subscribe();
     let api = tokio::spawn(async move {
-        axum::serve(listener, app)
+        query::serve::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = api_stop.wait_for(|stop| *stop).await;
             })
@@ -211,13 +211,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     line(
         "api",
         format!(
-            "http://{}  (GET /health, /notifications?order_id=..., /openapi.json)",
+            "http://{}  (GET /health, /search?q=..., /notifications?order_id=..., /openapi.json)",
             args.api_listen
         ),
     );
     println!(
         "ready: send events with `cargo run -q --bin notifications -- produce --count 100 --bootstrap-servers {bootstrap}`, \
-         then curl 'http://{}/notifications?order_id=ord-1-000001'",
+         then curl 'http://{0}/notifications?order_id=ord-1-000001' or open the console at http://{0}/console/",
         args.api_listen
     );
 

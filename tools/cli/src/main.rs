@@ -17,8 +17,10 @@ enum Command {
     Produce(notifications_cli::produce::ProduceArgs),
     /// Run the whole pipeline locally (Kafka, moto, mapping, ingest, query API) until Ctrl-C.
     Dev(notifications_cli::dev::DevArgs),
+    /// Serve the console of a deployed stack on this machine, signing its API calls with your AWS credentials.
+    Console(notifications_cli::console_cmd::ConsoleArgs),
     /// Run the local event source mapping alone (also available as the `local-esm` binary).
-    Esm(esm::StandaloneArgs),
+    Esm(Box<esm::StandaloneArgs>),
 }
 
 #[tokio::main]
@@ -29,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Normalize(args) => notifications_cli::normalize_cmd::run(&args),
         Command::Produce(args) => notifications_cli::produce::run(&args).await,
         Command::Dev(args) => notifications_cli::dev::run(args).await,
+        Command::Console(args) => notifications_cli::console_cmd::run(args).await,
         Command::Esm(mapping) => mapping.run().await,
     }
 }

@@ -45,6 +45,11 @@ pub enum InvokeError {
 #[async_trait]
 pub trait Invoke: Send + Sync {
     async fn invoke(&self, event: &Value) -> Result<Invocation, InvokeError>;
+
+    /// The function's name (or ARN), as on-failure records name it.
+    fn function_name(&self) -> String {
+        "ingest".into()
+    }
 }
 
 /// Reads a function response: success, or the partial batch response of the Kafka trigger.
@@ -125,5 +130,9 @@ impl Invoke for LambdaInvoke {
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
         read_response(&response)
+    }
+
+    fn function_name(&self) -> String {
+        self.function.clone()
     }
 }

@@ -89,20 +89,38 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
         local_stack::shutdown_signal().await;
         let _ = stop.send(true);
     });
+    // A bad destination or filter is a start-up error, said before anything is read.
+    config.destination()?;
+    config.filters()?;
+    config.start_at()?;
     eprintln!(
-        "mapping group {} on {} (topics {}) -> {}",
+        "mapping group {} on {} (topics {}) -> {}; retries {}, record age {}, bisect {}, on failure {}",
         config.group_id,
         config.bootstrap_servers,
         config.topics.join(","),
-        invoke.function_name.as_deref().unwrap_or("ingest handler in-process")
+        invoke.function_name.as_deref().unwrap_or("ingest handler in-process"),
+        config.retries().map_or("endless".to_owned(), |n| n.to_string()),
+        config
+            .maximum_record_age()
+            .map_or("unlimited".to_owned(), |a| format!("{} s", a.as_secs())),
+        config.bisect_batch_on_function_error,
+        config.on_failure.as_deref().unwrap_or("discard")
     );
     let progress = crate::run(&config, invoker.as_ref(), stopping, &|p| {
         tracing::debug!(batches = p.batches, records = p.records, "progress");
     })
     .await?;
     eprintln!(
-        "stopped after {} records in {} batches",
-        progress.records, progress.batches
+        "stopped after {} records in {} batches: {} failed invocations, {} records sent to the on-failure \
+         destination, {} discarded, {} filtered out, {} before the starting time, {} lost to retention before they were read",
+        progress.records,
+        progress.batches,
+        progress.failed_invocations,
+        progress.sent_to_destination,
+        progress.discarded,
+        progress.filtered_out,
+        progress.before_start,
+        progress.lost_to_retention
     );
     Ok(())
 }
