@@ -663,3 +663,98 @@ async fn records_deleted_by_retention_before_they_were_read_are_counted_and_repo
         "what was still there is stored"
     );
 }
+
+/// A consumer that joins `group` for `stay`, fetching without committing, then leaves: two rebalances.
+fn visit(bootstrap: &str, group: &str, topic: &str, stay: Duration) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("a visiting consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let until = std::time::Instant::now() + stay;
+    while std::time::Instant::now() < until {
+        let _ = consumer.poll(Duration::from_millis(50));
+    }
+    consumer.unsubscribe();
+    // A last poll serves the revocation, then the consumer leaves the group as it is dropped.
+    let _ = consumer.poll(Duration::from_millis(200));
+}
+
+/// Rebalances while batches are being built: records trickle in and each batch waits out its window, so the
+/// group's rebalances (a visiting consumer joins and leaves, twice) land while a poller holds fetched records of
+/// partitions it is about to lose. Those are dropped from the batch and fetched again from the committed offset
+/// by the partition's next owner: every record reaches the function exactly once, in partition order. (Kept in
+/// the batch, they were delivered twice: once from the batch, once fetched again after the assignment.)
+#[tokio::test]
+async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() {
+    use integration_tests::kafka::Recording;
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let source = unique("rebalanced");
+    kafka.create_topic(&source, 4).await;
+    let messages: Vec<_> = (0..600)
+        .map(|i| {
+            let value = json!({"eventType": "Tick", "orderId": format!("r-{i}")}).to_string();
+            raw(
+                &source,
+                Some(format!("k-{}", i % 16).as_bytes()),
+                Some(value.as_bytes()),
+                &[],
+            )
+        })
+        .collect();
+    let group = unique("group");
+    let mut config = mapping_config(&kafka, &group, &[&source]);
+    config.pollers = 2;
+    config.batch_size = 1_000;
+    config.batching_window_ms = 500;
+    let recording = Recording::new(in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    let mapping = Mapping::start(config, recording.clone());
+    // 600 records at 100 per second: six seconds of trickle.
+    let producer = notifications_cli::produce::producer(&kafka.bootstrap).expect("producer");
+    let producing =
+        tokio::spawn(async move { notifications_cli::produce::send_all(&producer, &messages, 100.0).await });
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let (bootstrap, group, topic) = (kafka.bootstrap.clone(), group.clone(), source.clone());
+        tokio::task::spawn_blocking(move || visit(&bootstrap, &group, &topic, Duration::from_millis(1_500)))
+            .await
+            .expect("the visitor");
+    }
+    producing.await.expect("producer task").expect("produced");
+    wait_for_items(&env, 600, Duration::from_secs(120)).await;
+    kafka
+        .wait_committed(&group, &source, 4, Duration::from_secs(60), "all 600 committed", |c| {
+            c.values().sum::<i64>() == 600
+        })
+        .await;
+    let progress = mapping.stop().await;
+    let delivered = recording.delivered();
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<_> = delivered
+        .iter()
+        .filter(|d| !seen.insert((d.partition, d.offset)))
+        .collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}; {progress:?}");
+    assert_eq!(delivered.len(), 600, "{progress:?}");
+    let mut last: BTreeMap<i64, i64> = BTreeMap::new();
+    for record in &delivered {
+        let previous = last.entry(record.partition).or_insert(-1);
+        assert_eq!(
+            record.offset,
+            *previous + 1,
+            "partition {} out of order",
+            record.partition
+        );
+        *previous = record.offset;
+    }
+    // Two pollers joining, then four rebalances with both taking part: at least ten assignments.
+    assert!(progress.rebalances >= 10, "{progress:?}");
+    assert!(
+        progress.dropped_at_rebalance > 0,
+        "a rebalance took records from a batch being built, which this test is about: {progress:?}"
+    );
+}

@@ -106,6 +106,18 @@ impl BatchBuilder {
     pub fn into_records(self) -> Vec<Record> {
         self.records
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Removes the records `unwanted` picks; returns how many.
+    pub fn remove(&mut self, unwanted: impl Fn(&Record) -> bool) -> usize {
+        let before = self.records.len();
+        self.records.retain(|record| !unwanted(record));
+        self.bytes = EVENT_OVERHEAD + self.records.iter().map(Record::event_size).sum::<usize>();
+        before - self.records.len()
+    }
 }
 
 /// The trigger's event for `records` (pure).
@@ -218,6 +230,28 @@ mod tests {
         assert!(alone.offer(sized(3, 7_000_000)).is_none());
         assert!(alone.offer(sized(4, 10)).is_some());
         assert_eq!(alone.into_records().len(), 1);
+    }
+
+    #[test]
+    fn records_removed_from_a_batch_give_back_their_room() {
+        let mut batch = BatchBuilder::new(3);
+        let mut other = sized(1, 2_500_000);
+        other.partition = 1;
+        assert!(batch.offer(sized(0, 2_500_000)).is_none());
+        assert!(batch.offer(other).is_none());
+        assert!(batch.offer(sized(2, 2_500_000)).is_some(), "6 MB would be passed");
+        assert_eq!(batch.remove(|r| r.partition == 1), 1);
+        assert_eq!(batch.remove(|r| r.partition == 1), 0);
+        assert!(
+            batch.offer(sized(2, 2_500_000)).is_none(),
+            "the removed record's room is free again"
+        );
+        let offsets: Vec<i64> = batch.into_records().iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, [0, 2]);
+        let mut emptied = BatchBuilder::new(3);
+        assert!(emptied.offer(sized(0, 10)).is_none());
+        emptied.remove(|_| true);
+        assert!(emptied.is_empty());
     }
 
     use super::*;

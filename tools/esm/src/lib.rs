@@ -9,7 +9,7 @@
 //!   bisection) and the on-failure destinations (`destination.rs`: a Kafka topic, S3, SQS, SNS; `failure.rs`:
 //!   the invocation records AWS writes to them, pure).
 //! - `filter.rs`: `FilterCriteria` on the record's value, in Lambda's filter pattern syntax (pure).
-//! - `run.rs`: the poll and commit loop.
+//! - `run.rs`: the poll and commit loop; `rebalance.rs`: what a rebalance takes from the batch being built.
 //! - `status.rs`: the status line and `--status-json` (records, rate, lag by partition, invocations).
 //! - `standalone.rs`: the mapping on its own (`local-esm`, `notifications esm`) until a signal.
 
@@ -20,6 +20,7 @@ mod event;
 mod failure;
 mod filter;
 mod invoke;
+mod rebalance;
 mod run;
 mod standalone;
 mod status;
@@ -31,5 +32,5 @@ pub use event::{build_event, retain_failed, Record, MAX_EVENT_BYTES};
 pub use failure::{batch_record, kafka_record, Origin};
 pub use filter::{Filters, MAX_FILTERS};
 pub use invoke::{read_response, InProcess, Invocation, Invoke, InvokeError, LambdaInvoke};
-pub use run::{consumer, function_arn, run, Progress};
+pub use run::{function_arn, run, Progress};
 pub use standalone::{lambda_client, run_mapping, InvokeArgs, StandaloneArgs};

@@ -4,6 +4,7 @@
 //! age, bisection, partial batch responses).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use crate::event::{BatchBuilder, Record};
 use crate::failure::Origin;
 use crate::filter::Filters;
 use crate::invoke::Invoke;
+use crate::rebalance::{Partition, PollerContext};
 
 /// What the mapping has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,10 +43,15 @@ pub struct Progress {
     /// Records deleted by retention before they were read, in all and by `topic-partition`.
     pub lost_to_retention: u64,
     pub lost_by_partition: BTreeMap<String, u64>,
+    /// Partition assignments the pollers received: one per poller per group rebalance.
+    pub rebalances: u64,
+    /// Records dropped from a batch being built because a rebalance revoked their partition (fetched again from
+    /// the committed offset by the partition's next owner, never lost).
+    pub dropped_at_rebalance: u64,
 }
 
-/// Creates the consumer for `config`.
-pub fn consumer(config: &EsmConfig) -> anyhow::Result<StreamConsumer> {
+/// Creates a poller's consumer for `config`; `rebalances` counts the assignments it receives.
+fn consumer(config: &EsmConfig, rebalances: Arc<AtomicU64>) -> anyhow::Result<StreamConsumer<PollerContext>> {
     let refresh = config.metadata_refresh_ms.to_string();
     let client = config.client_config(&[
         ("group.id", &config.group_id),
@@ -64,7 +71,7 @@ pub fn consumer(config: &EsmConfig) -> anyhow::Result<StreamConsumer> {
         ("max.poll.interval.ms", "86400000"),
         ("allow.auto.create.topics", "false"),
     ])?;
-    let consumer: StreamConsumer = client.create()?;
+    let consumer: StreamConsumer<PollerContext> = client.create_with_context(PollerContext::new(rebalances))?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
@@ -124,6 +131,7 @@ pub async fn run(
             batches_by_poller: vec![0; config.pollers.max(1) as usize],
             ..Progress::default()
         }),
+        rebalances: Arc::new(AtomicU64::new(0)),
         on_progress,
     };
     let pollers = (0..config.pollers.max(1) as usize).map(|index| poll(&shared, index, shutdown.clone()));
@@ -135,7 +143,8 @@ pub async fn run(
     for result in results {
         result?;
     }
-    let progress = shared.progress.lock().map(|p| p.clone()).unwrap_or_default();
+    let mut progress = shared.progress.lock().map(|p| p.clone()).unwrap_or_default();
+    progress.rebalances = shared.rebalances.load(Ordering::Relaxed);
     Ok(progress)
 }
 
@@ -165,7 +174,7 @@ fn partitions_without_offsets(config: &EsmConfig) -> anyhow::Result<BTreeSet<Par
 /// records in between were deleted by retention before they were read (librdkafka then starts again at the
 /// oldest record it has). Says which partition and how many, and counts them. Gaps the partition still holds
 /// the start of (compaction, transaction markers) are not losses.
-async fn lost_to_retention(shared: &Shared<'_>, consumer: &Arc<StreamConsumer>, batch: &[Record]) {
+async fn lost_to_retention(shared: &Shared<'_>, consumer: &Arc<StreamConsumer<PollerContext>>, batch: &[Record]) {
     for record in batch {
         let key: Partition = (record.topic.clone(), record.partition);
         let known = shared.expected.lock().ok().and_then(|e| e.get(&key).copied());
@@ -236,9 +245,6 @@ pub fn function_arn(function: &str) -> String {
     format!("arn:aws:lambda:{region}:000000000000:function:{function}")
 }
 
-/// A topic and a partition number.
-type Partition = (String, i32);
-
 /// What the pollers of one mapping share.
 struct Shared<'a> {
     config: &'a EsmConfig,
@@ -256,6 +262,8 @@ struct Shared<'a> {
     filters: Filters,
     destination: Option<&'a dyn OnFailure>,
     progress: Mutex<Progress>,
+    /// Partition assignments every poller received.
+    rebalances: Arc<AtomicU64>,
     on_progress: &'a (dyn Fn(&Progress) + Send + Sync),
 }
 
@@ -269,10 +277,12 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
         destination,
         ..
     } = shared;
-    let consumer = Arc::new(consumer(config)?);
+    let consumer = Arc::new(consumer(config, shared.rebalances.clone())?);
     let window = Duration::from_millis(config.batching_window_ms);
     // A record that did not fit the last batch: it starts the next one.
     let mut carried: Option<Record> = None;
+    // Records dropped from batches being built because a rebalance revoked their partition.
+    let mut dropped = 0;
     loop {
         // Wait for the first record of a batch, or shutdown.
         let first = match carried.take() {
@@ -282,6 +292,10 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
                 message = consumer.recv() => message.map(|message| Record::from_message(&message.detach())),
             },
         };
+        // A revocation while waiting had no batch to take records from; the record just received (or carried
+        // over from the last batch, received after that batch's revocations) is the new assignment's.
+        let mut builder = BatchBuilder::new(config.batch_size as usize);
+        consumer.context().drop_revoked(&mut builder);
         let first = match first {
             Ok(record) => record,
             Err(err) => {
@@ -295,7 +309,6 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
                 continue;
             }
         };
-        let mut builder = BatchBuilder::new(config.batch_size as usize);
         builder.offer(first);
         let closes = Instant::now() + window;
         while !builder.is_full() {
@@ -303,6 +316,9 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
                 _ = tokio::time::sleep_until(closes) => break,
                 message = consumer.recv() => message,
             };
+            // A rebalance runs inside `recv`: what it revoked leaves the batch before the record it returned
+            // (fetched after the rebalance) joins it.
+            dropped += consumer.context().drop_revoked(&mut builder);
             match next {
                 Ok(message) => {
                     if let Some(record) = builder.offer(Record::from_message(&message.detach())) {
@@ -312,6 +328,11 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
                 }
                 Err(err) => tracing::warn!(error = %err, "kafka consumer error"),
             }
+        }
+        // A `recv` cut short by the window may have run a rebalance too.
+        dropped += consumer.context().drop_revoked(&mut builder);
+        if builder.is_empty() {
+            continue;
         }
         let batch = builder.into_records();
         lost_to_retention(shared, &consumer, &batch).await;
@@ -375,6 +396,8 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
             progress.before_start += early.len() as u64;
             progress.failed_invocations += delivered.failed_invocations;
             progress.invocations += delivered.invocations;
+            progress.dropped_at_rebalance += std::mem::take(&mut dropped) as u64;
+            progress.rebalances = shared.rebalances.load(Ordering::Relaxed);
             if destination.is_some() {
                 progress.sent_to_destination += given_up;
             } else {

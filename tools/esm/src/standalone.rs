@@ -112,7 +112,7 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
     .await?;
     eprintln!(
         "stopped after {} records in {} batches: {} failed invocations, {} records sent to the on-failure \
-         destination, {} discarded, {} filtered out, {} before the starting time, {} lost to retention before they were read",
+         destination, {} discarded, {} filtered out, {} before the starting time, {} lost to retention before they were read, {} partition assignments",
         progress.records,
         progress.batches,
         progress.failed_invocations,
@@ -120,7 +120,8 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
         progress.discarded,
         progress.filtered_out,
         progress.before_start,
-        progress.lost_to_retention
+        progress.lost_to_retention,
+        progress.rebalances
     );
     Ok(())
 }

@@ -82,6 +82,8 @@ pub fn status(progress: &Progress, per_second: f64, lags: &BTreeMap<String, i64>
         "lost_to_retention": progress.lost_to_retention,
         "lost_by_partition": progress.lost_by_partition,
         "batches_by_poller": progress.batches_by_poller,
+        "rebalances": progress.rebalances,
+        "dropped_at_rebalance": progress.dropped_at_rebalance,
         "lag": lags.values().sum::<i64>(),
         "lag_by_partition": lags,
     })
@@ -95,7 +97,7 @@ pub fn line(status: &Value) -> String {
         .unwrap_or_default();
     format!(
         "status: records={} ({}/s) invocations={} failed_invocations={} sent_to_destination={} discarded={} \
-         filtered_out={} lost_to_retention={} lag={} [{}]",
+         filtered_out={} lost_to_retention={} rebalances={} lag={} [{}]",
         status["records"],
         status["records_per_second"],
         status["invocations"],
@@ -104,6 +106,7 @@ pub fn line(status: &Value) -> String {
         status["discarded"],
         status["filtered_out"],
         status["lost_to_retention"],
+        status["rebalances"],
         status["lag"],
         lags.join(" ")
     )
@@ -173,6 +176,7 @@ mod tests {
             failed_invocations: 2,
             sent_to_destination: 1,
             batches_by_poller: vec![7, 5],
+            rebalances: 4,
             ..Progress::default()
         };
         let lags = BTreeMap::from([("orders-0".to_owned(), 3), ("orders-1".to_owned(), 0)]);
@@ -182,7 +186,7 @@ mod tests {
         assert_eq!(
             line(&status),
             "status: records=1200 (123.5/s) invocations=14 failed_invocations=2 sent_to_destination=1 discarded=0 \
-             filtered_out=0 lost_to_retention=0 lag=3 [orders-0=3 orders-1=0]"
+             filtered_out=0 lost_to_retention=0 rebalances=4 lag=3 [orders-0=3 orders-1=0]"
         );
     }
 }
