@@ -16,6 +16,10 @@ help: ## List the targets
 venv: ## Create the Python virtualenv with moto (once per change of localstack/requirements.txt)
 	@scripts/venv.sh $(VENV) localstack/requirements.txt
 
+.PHONY: dynalite
+dynalite: ## Install dynalite (DynamoDB on LevelDB, for the restart in the fault suite and the dynalite tier; once)
+	@scripts/dynalite.sh
+
 .PHONY: browser
 browser: ## Install what the console's browser test needs: Debian's chromium and playwright-core (once)
 	@scripts/browser.sh
@@ -38,9 +42,14 @@ unit: ## Unit and handler tests only (no servers)
 	$(CARGO) test --workspace --lib --bins
 
 .PHONY: test
-test: venv browser lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, browser, template
+test: venv dynalite browser lint infra-lint ## Every suite: lint, unit, handler, integration, end-to-end, browser, template
 	$(CARGO) test --workspace --all-targets
+	@$(MAKE) --no-print-directory dynalite-tier
 	@$(MAKE) --no-print-directory tansu-tier
+
+.PHONY: dynalite-tier
+dynalite-tier: dynalite ## The integration suites again with dynalite as the DynamoDB server (moto keeps S3)
+	TEST_DYNAMODB=dynalite $(CARGO) test -p integration-tests --test ingest --test query --test bad_input --test observability
 
 .PHONY: tansu-tier
 tansu-tier: ## The end-to-end suite against Tansu, when Tansu is installed
@@ -51,11 +60,11 @@ else
 endif
 
 .PHONY: faults
-faults: venv ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outages, restarts, throttling
+faults: venv dynalite ## The fault suite on FAULT_RECORDS records (default 100,000): kills, outages, restarts, throttling
 	FAULT_RECORDS=$${FAULT_RECORDS:-100000} $(CARGO) test --workspace --test faults -- --nocapture
 
 .PHONY: faults-tansu
-faults-tansu: venv ## The fault suite against Tansu, broker restart included (FAULT_RECORDS, default 100,000)
+faults-tansu: venv dynalite ## The fault suite against Tansu, broker restart included (FAULT_RECORDS, default 100,000)
 	scripts/tansu.sh faults
 
 .PHONY: bench

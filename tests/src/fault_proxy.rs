@@ -2,10 +2,9 @@
 //! answers a share of BatchWriteItem calls with a throttling error and, of others, forwards only part of the
 //! items and returns the rest as UnprocessedItems, exactly as DynamoDB does under load.
 //!
-//! It also keeps a journal of the requests the server acknowledged, so that a test can kill the server and
-//! start another with the same data ([`FaultProxy::move_to`]): moto keeps its state in memory only, while
-//! DynamoDB keeps every write it acknowledged. (moto's own recorder was tried first: its threads interleave
-//! their lines in the recording file under concurrent writes, so acknowledged writes were lost on replay.)
+//! It can also route: DynamoDB requests (those with a `DynamoDB_20120810.*` target) to one server and every
+//! other request (S3, Secrets Manager) to another ([`start_split`]), so that dynalite serves DynamoDB while moto
+//! serves the rest behind one endpoint.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +28,16 @@ pub struct FaultPlan {
     /// Share of calls answered HTTP 500.
     pub server_error: f64,
     pub seed: u64,
+}
+
+impl FaultPlan {
+    /// Nothing injected: the proxy only counts and routes.
+    pub const NONE: FaultPlan = FaultPlan {
+        throttle: 0.0,
+        unprocess: 0.0,
+        server_error: 0.0,
+        seed: 0,
+    };
 }
 
 /// What was injected.
@@ -55,17 +64,11 @@ impl FaultCounts {
     }
 }
 
-/// A request the server answered with success, as it was forwarded.
-struct Acknowledged {
-    method: axum::http::Method,
-    path_and_query: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
 struct ProxyState {
-    upstream: Mutex<String>,
-    journal: Mutex<Vec<Acknowledged>>,
+    /// Where DynamoDB requests go.
+    dynamodb: String,
+    /// Where other requests go (`dynamodb` when `None`).
+    others: Option<String>,
     plan: FaultPlan,
     rng: Mutex<StdRng>,
     counts: Arc<FaultCounts>,
@@ -95,47 +98,6 @@ impl FaultProxy {
         }
     }
 
-    /// Moves to a new server: replays every request the old one acknowledged, in order, to `upstream`, then
-    /// forwards there. Returns how many requests were replayed. Requests in flight meanwhile still go to the
-    /// old (stopped) server and fail, as they would against a server that is restarting.
-    pub async fn move_to(&self, upstream: &str) -> usize {
-        let upstream = upstream.trim_end_matches('/').to_owned();
-        let journal: Vec<Acknowledged> = self
-            .state
-            .journal
-            .lock()
-            .map(|mut j| std::mem::take(&mut *j))
-            .unwrap_or_default();
-        for request in &journal {
-            let response = self
-                .state
-                .client
-                .request(request.method.clone(), format!("{upstream}{}", request.path_and_query))
-                .headers(request.headers.clone())
-                .body(request.body.clone())
-                .send()
-                .await
-                .expect("replay to the new server");
-            assert!(
-                response.status().is_success(),
-                "replaying {} {}: {}",
-                request.method,
-                request.path_and_query,
-                response.status()
-            );
-        }
-        let replayed = journal.len();
-        if let Ok(mut j) = self.state.journal.lock() {
-            let newer = std::mem::take(&mut *j);
-            *j = journal;
-            j.extend(newer);
-        }
-        if let Ok(mut current) = self.state.upstream.lock() {
-            *current = upstream;
-        }
-        replayed
-    }
-
     /// Listens again on the same port.
     pub async fn resume(&mut self) {
         self.stop();
@@ -158,10 +120,19 @@ fn serve(listener: tokio::net::TcpListener, state: Arc<ProxyState>) -> tokio::ta
 
 /// Starts a proxy to `upstream` on a random local port.
 pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
+    start_routed(upstream, None, plan).await
+}
+
+/// Starts a proxy on a random local port that sends DynamoDB requests to `dynamodb` and the others to `others`.
+pub async fn start_split(dynamodb: &str, others: &str, plan: FaultPlan) -> FaultProxy {
+    start_routed(dynamodb, Some(others), plan).await
+}
+
+async fn start_routed(dynamodb: &str, others: Option<&str>, plan: FaultPlan) -> FaultProxy {
     let counts = Arc::new(FaultCounts::default());
     let state = Arc::new(ProxyState {
-        upstream: Mutex::new(upstream.trim_end_matches('/').to_owned()),
-        journal: Mutex::new(Vec::new()),
+        dynamodb: dynamodb.trim_end_matches('/').to_owned(),
+        others: others.map(|o| o.trim_end_matches('/').to_owned()),
         plan,
         rng: Mutex::new(StdRng::seed_from_u64(plan.seed)),
         counts: counts.clone(),
@@ -178,17 +149,6 @@ pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
         task: Some(task),
     }
 }
-
-/// DynamoDB operations that change nothing.
-const READ_TARGETS: [&str; 7] = [
-    ".Scan",
-    ".Query",
-    ".GetItem",
-    ".BatchGetItem",
-    ".DescribeTable",
-    ".ListTables",
-    ".DescribeTimeToLive",
-];
 
 fn dynamodb_error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = serde_json::json!({"__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"), "message": message});
@@ -255,7 +215,10 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             }
         }
     }
-    let upstream = state.upstream.lock().map(|u| u.clone()).unwrap_or_default();
+    let upstream = match &state.others {
+        Some(others) if !target.starts_with("DynamoDB_") => others,
+        _ => &state.dynamodb,
+    };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let url = format!("{upstream}{path_and_query}");
     let mut headers = HeaderMap::new();
@@ -264,11 +227,6 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
             headers.insert(name.clone(), value.clone());
         }
     }
-    // Writes are journaled once acknowledged; reads need no replay.
-    let is_write = parts.method != axum::http::Method::GET
-        && parts.method != axum::http::Method::HEAD
-        && !READ_TARGETS.iter().any(|read| target.ends_with(read));
-    let journal_copy = is_write.then(|| (headers.clone(), body.clone()));
     let upstream = match state
         .client
         .request(parts.method.clone(), url)
@@ -292,16 +250,6 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         return response;
     };
     let mut bytes = bytes.to_vec();
-    if let (Some((headers, body)), true) = (journal_copy, status.is_success()) {
-        if let Ok(mut journal) = state.journal.lock() {
-            journal.push(Acknowledged {
-                method: parts.method.clone(),
-                path_and_query,
-                headers,
-                body,
-            });
-        }
-    }
     if let (Some((table, rest)), true) = (held_back, status.is_success()) {
         if let Ok(mut answer) = serde_json::from_slice::<Value>(&bytes) {
             answer["UnprocessedItems"] = serde_json::json!({ table: rest });

@@ -1,7 +1,9 @@
 //! The shared harness of the integration and end-to-end suites.
 //!
-//! - [`moto_endpoint`]: one moto server per test binary, started from the project's own virtualenv (`.venv`,
-//!   made by `make venv`), or the endpoint in `TEST_AWS_ENDPOINT_URL` (LocalStack, a shared moto).
+//! - [`aws_endpoint`]: one moto server per test binary, started from the project's own virtualenv (`.venv`,
+//!   made by `make venv`), or the endpoint in `TEST_AWS_ENDPOINT_URL` (LocalStack, a shared moto). With
+//!   `TEST_DYNAMODB=dynalite`, DynamoDB requests go to a dynalite server instead (`make dynalite` installs it),
+//!   and moto keeps S3 and Secrets Manager, behind one routing endpoint.
 //! - [`TestEnv::new`]: a fresh table (from the shared definition) and bucket for every test, random names.
 //! - [`fault_proxy`]: a fault layer in front of the server that throttles and leaves items unprocessed.
 //! - [`QueryServer`]: the real query router served on a random local port.
@@ -16,7 +18,7 @@ use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use shared::config::{IngestConfig, QueryConfig};
 use shared::dynamo::DynamoStore;
 
-pub use local_stack::moto::{free_port, wait_for_port, workspace_root, MotoServer};
+pub use local_stack::server::{free_port, wait_for_port, workspace_root, LocalServer};
 
 /// A random name for test resources.
 pub fn unique(prefix: &str) -> String {
@@ -24,22 +26,61 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Starts a moto server of a test's own (for tests that stop and restart it).
-pub fn own_moto() -> MotoServer {
-    MotoServer::start(0).expect("moto server starts")
+pub fn own_moto() -> LocalServer {
+    LocalServer::moto(0).expect("moto server starts")
 }
 
-/// The DynamoDB/S3 endpoint shared by a test binary.
-pub fn moto_endpoint() -> String {
+/// Starts a dynalite server of a test's own, keeping its data under `dir` (in memory when `None`).
+pub fn own_dynalite(dir: Option<&std::path::Path>) -> LocalServer {
+    LocalServer::dynalite(0, dir).expect("dynalite server starts")
+}
+
+/// Whether the suites run against dynalite (`TEST_DYNAMODB=dynalite`) rather than moto for DynamoDB.
+pub fn on_dynalite() -> bool {
+    match std::env::var("TEST_DYNAMODB").as_deref() {
+        Ok("dynalite") => true,
+        Ok("moto") | Err(_) => false,
+        Ok(other) => panic!("TEST_DYNAMODB={other}: expected dynalite or moto"),
+    }
+}
+
+/// Serves a routing proxy (DynamoDB to `dynamodb`, the rest to `others`) on a thread of its own, for the life
+/// of the test process: each test has its own runtime, which ends with the test.
+fn route_for_the_process(dynamodb: String, others: String) -> String {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the routing proxy");
+        runtime.block_on(async move {
+            let proxy = fault_proxy::start_split(&dynamodb, &others, fault_proxy::FaultPlan::NONE).await;
+            let _ = sender.send(proxy.endpoint.clone());
+            std::future::pending::<()>().await;
+        });
+    });
+    receiver.recv().expect("the routing proxy starts")
+}
+
+/// The AWS endpoint (DynamoDB, S3, Secrets Manager) shared by a test binary.
+pub fn aws_endpoint() -> String {
     static SHARED: OnceLock<String> = OnceLock::new();
     SHARED
         .get_or_init(|| {
             if let Ok(endpoint) = std::env::var("TEST_AWS_ENDPOINT_URL") {
                 return endpoint;
             }
-            let server = own_moto();
-            let endpoint = server.endpoint.clone();
-            // Kept for the life of the test process; the watchdog stops it after.
-            std::mem::forget(server);
+            let moto = own_moto();
+            let endpoint = if on_dynalite() {
+                let dynalite = own_dynalite(None);
+                let endpoint = route_for_the_process(dynalite.endpoint.clone(), moto.endpoint.clone());
+                std::mem::forget(dynalite);
+                endpoint
+            } else {
+                moto.endpoint.clone()
+            };
+            // Kept for the life of the test process; the watchdogs stop them after.
+            std::mem::forget(moto);
             endpoint
         })
         .clone()
@@ -82,7 +123,7 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates a fresh table and bucket on the shared server.
     pub async fn new() -> TestEnv {
-        Self::on(&moto_endpoint()).await
+        Self::on(&aws_endpoint()).await
     }
 
     /// Creates a fresh table and bucket on `endpoint`.

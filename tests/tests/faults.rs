@@ -2,11 +2,11 @@
 //! one consumer group (two mapping instances), each killed and restarted once mid-batch (while the function is
 //! handling one of its batches), which forces four rebalances; a few poison records that the function always
 //! rejects, which bisection isolates and MaximumRetryAttempts (20) sends to a Kafka dead-letter topic; the
-//! DynamoDB endpoint refuses connections for a while, the DynamoDB server is killed and started again (with the
-//! writes it acknowledged, replayed by the fault layer: moto keeps its state in memory only), the Kafka broker
-//! is stopped and started again, and a fault layer throttles 30% of writes and leaves items unprocessed. At the
+//! DynamoDB endpoint refuses connections for a while, the DynamoDB server (dynalite, on LevelDB) is killed with
+//! SIGKILL while writes are in flight and started again on the same directory, with nothing replayed: what it
+//! acknowledged must still be there (moto keeps S3), the Kafka broker is stopped and started again, and a fault layer throttles 30% of writes and leaves items unprocessed. At the
 //! end it counts what was stored and prints `records=N stored=N lost=0 duplicated=0 pollers=2 rebalances=4
-//! poison=P dead_lettered=P`. The broker restart needs
+//! assignments=A poison=P dead_lettered=P` (A: the partition assignments the pollers running at the end received). The broker restart needs
 //! a real broker process (`KAFKA_RESTART_COMMAND`); against the embedded mock cluster it is skipped, and says so.
 //!
 //! `make test` runs it with 4,000 records; `make faults` with 100,000 (`FAULT_RECORDS`). The Tansu tier runs
@@ -23,17 +23,17 @@ use serde_json::Value;
 use esm::{EsmConfig, InProcess, Invocation, Invoke, InvokeError};
 use integration_tests::fault_proxy::{self, FaultPlan};
 use integration_tests::kafka::{Recording, RejectsPoison, TestKafka, POISON};
-use integration_tests::{own_moto, unique, TestEnv};
+use integration_tests::{own_dynalite, own_moto, unique, TestEnv};
 use notifications_cli::produce;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-fn start_mapping(config: &EsmConfig, invoker: Arc<dyn Invoke>) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+type MappingTask = tokio::task::JoinHandle<anyhow::Result<esm::Progress>>;
+
+fn start_mapping(config: &EsmConfig, invoker: Arc<dyn Invoke>) -> (watch::Sender<bool>, MappingTask) {
     let (stop, stopping) = watch::channel(false);
     let config = config.clone();
-    let task = tokio::spawn(async move {
-        let _ = esm::run(&config, invoker.as_ref(), stopping, &|_| {}).await;
-    });
+    let task = tokio::spawn(async move { esm::run(&config, invoker.as_ref(), stopping, &|_| {}).await });
     (stop, task)
 }
 
@@ -103,7 +103,7 @@ fn dead_lettered(kafka: &TestKafka, topic: &str, at_least: usize) -> HashSet<(i6
 }
 
 /// Kills the mapping while the function is handling one of its batches (nothing of that batch committed).
-async fn kill_mid_batch(mapping: tokio::task::JoinHandle<()>, in_flight: &AtomicUsize, deadline: Instant) -> usize {
+async fn kill_mid_batch(mapping: MappingTask, in_flight: &AtomicUsize, deadline: Instant) -> usize {
     while in_flight.load(Ordering::SeqCst) == 0 {
         assert!(Instant::now() < deadline, "no invocation to interrupt");
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -142,9 +142,13 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .and_then(|v| v.parse().ok())
         .unwrap_or(4_000);
     let kafka = TestKafka::start();
-    // A DynamoDB server of this test's own, behind the fault layer: the test kills it and starts it again.
-    let mut moto = own_moto();
-    let mut proxy = fault_proxy::start(
+    // A DynamoDB server of this test's own, on a directory, behind the fault layer: the test kills it and starts
+    // it again. moto serves S3 (payloads over the item limit) behind the same endpoint.
+    let data = std::env::temp_dir().join(unique("faults-dynalite"));
+    let mut dynalite = own_dynalite(Some(&data));
+    let moto = own_moto();
+    let mut proxy = fault_proxy::start_split(
+        &dynalite.endpoint,
         &moto.endpoint,
         FaultPlan {
             throttle: 0.3,
@@ -240,13 +244,13 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     proxy.resume().await;
     eprintln!("faults: DynamoDB endpoint refused connections for 3 s");
 
-    // The DynamoDB server is killed with writes in flight, and started again with its data.
+    // The DynamoDB server is killed with writes in flight, and started again on its directory: no replay.
     wait_until_delivered(&recording, step(5), deadline).await;
-    moto.stop();
+    let before = proxy.counts.operation("BatchWriteItem");
+    dynalite.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    moto = own_moto();
-    let replayed = proxy.move_to(&moto.endpoint).await;
-    eprintln!("faults: DynamoDB server killed, started again ({replayed} acknowledged writes replayed)");
+    dynalite.restart().expect("dynalite starts again on its directory");
+    eprintln!("faults: DynamoDB server killed (SIGKILL) after {before} batch writes, started again on its directory");
 
     // The Kafka broker stops and starts again.
     wait_until_delivered(&recording, step(6), deadline).await;
@@ -283,8 +287,12 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     }
     let _ = stop_a.send(true);
     let _ = stop_b.send(true);
-    let _ = first.await;
-    let _ = second.await;
+    // Assignments the two pollers running at the end received: a rebalance the test forced is one each poller
+    // in the group at the time took part in.
+    let mut assignments = 0;
+    for mapping in [first, second] {
+        assignments += mapping.await.expect("mapping task").expect("mapping ran").rebalances;
+    }
 
     let ids = env.stored_ids().await;
     let stored = ids.len();
@@ -304,7 +312,7 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
         .unprocessed_items
         .load(std::sync::atomic::Ordering::Relaxed);
     println!(
-        "faults on {}: 2 pollers, each killed once mid-batch, 1 endpoint outage, 1 DynamoDB server restart ({replayed} writes replayed), \
+        "faults on {}: 2 pollers, each killed once mid-batch, 1 endpoint outage, 1 DynamoDB server killed and restarted, \
          broker restart: {broker}, {throttled} throttled and {unprocessed} unprocessed writes, {} failed invocations",
         kafka.describe(),
         recording.failed_invocations()
@@ -321,9 +329,14 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     }
     println!(
         "records={records} stored={stored} lost={lost} duplicated={duplicated} pollers=2 rebalances={rebalances} \
-         poison={poison} dead_lettered={}",
+         assignments={assignments} poison={poison} dead_lettered={}",
         in_destination.len()
     );
+    drop(dynalite);
+    let _ = std::fs::remove_dir_all(&data);
+    // The surviving pollers saw the rebalances the test forced: A's return, B's departure and B's return, B's
+    // own return.
+    assert!(assignments >= rebalances, "{assignments} assignments seen for {rebalances} rebalances forced");
     assert_eq!((lost, duplicated), (0, 0));
     assert_eq!(stored, records);
     assert_eq!(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::{event_bytes, kafka_event, own_moto, EventRecord, TestEnv};
+use integration_tests::{event_bytes, kafka_event, own_dynalite, own_moto, unique, EventRecord, TestEnv};
 use serde_json::json;
 use sha2::Digest;
 
@@ -184,6 +184,77 @@ async fn when_the_server_is_down_the_invocation_fails_and_nothing_is_claimed_sto
     let ingest = env.ingest(&[]);
     ingest.process(event_bytes(&event), BUDGET).await.unwrap();
     assert_eq!(env.count_items().await, 40);
+}
+
+/// DynamoDB keeps every write it acknowledged. dynalite keeps its tables in LevelDB: killed with SIGKILL while
+/// invocations write, and started again on the same directory, it still holds every record of the invocations
+/// that finished before the kill, with nothing replayed, and the invocations the kill interrupted store the rest.
+#[tokio::test]
+async fn a_dynamodb_server_killed_with_writes_in_flight_keeps_every_write_it_acknowledged() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let data = std::env::temp_dir().join(unique("ingest-dynalite"));
+    let mut dynalite = own_dynalite(Some(&data));
+    let moto = own_moto();
+    let router = fault_proxy::start_split(&dynalite.endpoint, &moto.endpoint, FaultPlan::NONE).await;
+    let env = TestEnv::on(&router.endpoint).await;
+    let ingest = Arc::new(env.ingest(&[]));
+    let killed = Arc::new(AtomicBool::new(false));
+    // 20 invocations of 500 records (20 BatchWriteItem calls each), two at a time.
+    let slots = Arc::new(tokio::sync::Semaphore::new(2));
+    let mut invocations = tokio::task::JoinSet::new();
+    for n in 0..20 {
+        let (ingest, killed, slots) = (ingest.clone(), killed.clone(), slots.clone());
+        invocations.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("a slot");
+            let event = kafka_event(&order_events(&format!("orders.crash{n}"), 500));
+            let outcome = ingest.process(event_bytes(&event), BUDGET).await;
+            (
+                n,
+                outcome.map(|(response, _)| response.batch_item_failures.len()),
+                killed.load(Ordering::SeqCst),
+            )
+        });
+    }
+    while router.counts.operation("BatchWriteItem") < 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dynalite.kill();
+    killed.store(true, Ordering::SeqCst);
+    let at_kill = router.counts.operation("BatchWriteItem");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dynalite.restart().expect("dynalite starts again on its directory");
+    let mut finished_before_kill = Vec::new();
+    while let Some(joined) = invocations.join_next().await {
+        let (n, outcome, after_kill) = joined.expect("an invocation task");
+        assert_eq!(
+            outcome.expect("the invocation stores its records once the server is back"),
+            0,
+            "batch {n}"
+        );
+        if !after_kill {
+            finished_before_kill.push(n);
+        }
+    }
+    assert!(
+        !finished_before_kill.is_empty() && finished_before_kill.len() < 20 && at_kill < 400,
+        "the kill came with writes in flight, after some invocations had finished: {finished_before_kill:?}, {at_kill} batch writes at the kill"
+    );
+    let stored: std::collections::HashSet<String> = env.stored_ids().await.into_iter().collect();
+    for n in 0..20 {
+        let missing = (0..500)
+            .filter(|i| !stored.contains(&format!("orders.crash{n}:{}:{i}", i % 4)))
+            .count();
+        assert_eq!(
+            missing,
+            0,
+            "invocation {n} (finished before the kill: {})",
+            finished_before_kill.contains(&n)
+        );
+    }
+    assert_eq!(stored.len(), 10_000);
+    drop(dynalite);
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test]

@@ -462,14 +462,8 @@ async fn while_the_functions_dynamodb_is_down_invocations_fail_offsets_stay_and_
     }
     let kafka = TestKafka::start();
     let env = TestEnv::new().await;
-    let no_faults = FaultPlan {
-        throttle: 0.0,
-        unprocess: 0.0,
-        server_error: 0.0,
-        seed: 7,
-    };
     // The function reaches DynamoDB and S3 through the proxy: stopping it is the outage.
-    let mut proxy = fault_proxy::start(&env.endpoint, no_faults).await;
+    let mut proxy = fault_proxy::start(&env.endpoint, FaultPlan::NONE).await;
     // cargo lambda watch gives the function no usable deadline (`Lambda-Runtime-Deadline-Ms: 600000`), so it has its
     // default budget (60 s): keeping 57 s in hand leaves it 3 s, as a short Lambda timeout would, so that an
     // invocation fails soon in the outage.

@@ -890,13 +890,7 @@ async fn no_endpoint_scans_the_table() {
         .process(event_bytes(&kafka_event(&records)), Duration::from_secs(120))
         .await
         .expect("ingest");
-    let no_faults = FaultPlan {
-        throttle: 0.0,
-        unprocess: 0.0,
-        server_error: 0.0,
-        seed: 0,
-    };
-    let proxy = fault_proxy::start(&env.endpoint, no_faults).await;
+    let proxy = fault_proxy::start(&env.endpoint, FaultPlan::NONE).await;
     let config = QueryConfig::from_lookup(&|name| match name {
         "TABLE_NAME" => Some(env.table.clone()),
         "CURSOR_SECRET" => Some(CURSOR_SECRET.into()),

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use esm::{EsmConfig, InProcess, Invoke, LambdaInvoke};
 use local_stack::kafka::{self, EmbeddedKafka};
-use local_stack::moto::MotoServer;
+use local_stack::server::LocalServer;
 
 /// The `dev` command's arguments.
 #[derive(Debug, Clone, clap::Args)]
@@ -99,7 +99,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => {
             let server = tokio::task::spawn_blocking({
                 let port = args.moto_port;
-                move || MotoServer::start(port)
+                move || LocalServer::moto(port)
             })
             .await??;
             line(

@@ -297,7 +297,7 @@ fn moto_processes(port: u16) -> Vec<String> {
 
 #[test]
 fn dev_runs_the_pipeline_on_chosen_ports_until_ctrl_c() {
-    let moto = local_stack::moto::moto_executable();
+    let moto = local_stack::server::moto_executable();
     assert!(
         moto.exists(),
         "{} is missing: run `make venv` (make test does it before the suites)",

@@ -4,7 +4,7 @@
 
 pub mod aws;
 pub mod kafka;
-pub mod moto;
+pub mod server;
 
 /// Logging for the command line tools: human-readable lines on standard error, `RUST_LOG` to change the level.
 pub fn init_logging() {
