@@ -336,7 +336,10 @@ async fn nothing_is_lost_or_duplicated_while_everything_fails_around_the_pipelin
     let _ = std::fs::remove_dir_all(&data);
     // The surviving pollers saw the rebalances the test forced: A's return, B's departure and B's return, B's
     // own return.
-    assert!(assignments >= rebalances, "{assignments} assignments seen for {rebalances} rebalances forced");
+    assert!(
+        assignments >= rebalances,
+        "{assignments} assignments seen for {rebalances} rebalances forced"
+    );
     assert_eq!((lost, duplicated), (0, 0));
     assert_eq!(stored, records);
     assert_eq!(
