@@ -891,3 +891,41 @@ async fn no_batch_outgrows_lambdas_6_mb_event_the_record_that_would_starts_the_n
     let committed = kafka.committed(&group, &topic, 2);
     assert_eq!((committed.get(&0), committed.get(&1)), (Some(&3), Some(&3)));
 }
+
+/// `notifications produce --rate` hands each message to the broker when it is due, not in bursts: its sends are
+/// futures, and while it waited for the next message's time nothing polled them, so a rate-limited run reached
+/// the broker 256 messages at a time (found when a mapping test's trickle came in bursts of 64 per partition).
+#[tokio::test]
+async fn a_rate_limited_produce_hands_each_message_to_the_broker_when_it_is_due() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let kafka = TestKafka::start();
+    let topic = unique("rate");
+    kafka.create_topic(&topic, 1).await;
+    let messages = produce::generate(40, 5, Some(&topic));
+    let producer = produce::producer(&kafka.bootstrap).expect("producer");
+    produce::send_all(&producer, &messages, 20.0).await.expect("produced");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &kafka.bootstrap)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut times = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while times.len() < 40 && std::time::Instant::now() < until {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            times.push(message.timestamp().to_millis().expect("a create time"));
+        }
+    }
+    assert_eq!(times.len(), 40);
+    let spread = times[39] - times[0];
+    let largest_gap = times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap_or(0);
+    // 40 messages at 20 per second: about 1.95 s from the first to the last, 50 ms apart.
+    assert!(
+        spread >= 1_500 && largest_gap < 1_000,
+        "handed over {spread} ms apart in all, at most {largest_gap} ms between two: {times:?}"
+    );
+}

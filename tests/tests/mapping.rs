@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use esm::{Invocation, Invoke, InvokeError};
 use integration_tests::kafka::{
     in_process, mapping_config, raw, send, wait_for_items, Mapping, RejectsPoison, TestKafka,
 };
@@ -683,19 +684,30 @@ fn visit(bootstrap: &str, group: &str, topic: &str, stay: Duration) {
     let _ = consumer.poll(Duration::from_millis(200));
 }
 
-/// Rebalances while batches are being built: records trickle in and each batch waits out its window, so the
-/// group's rebalances (a visiting consumer joins and leaves, twice) land while a poller holds fetched records of
-/// partitions it is about to lose. Those are dropped from the batch and fetched again from the committed offset
-/// by the partition's next owner: every record reaches the function exactly once, in partition order. (Kept in
-/// the batch, they were delivered twice: once from the batch, once fetched again after the assignment.)
+/// A function that accepts every event at once: the batches' time goes to building them.
+struct AcceptsAll;
+
+#[async_trait::async_trait]
+impl Invoke for AcceptsAll {
+    async fn invoke(&self, _event: &Value) -> Result<Invocation, InvokeError> {
+        Ok(Invocation::Success)
+    }
+}
+
+/// Rebalances while batches are being built: records trickle in, each batch waits out its window and the
+/// function answers at once, so the group's rebalances (a visiting consumer joins and leaves, twice) land while
+/// a poller holds fetched records of partitions it is about to lose. Those are dropped from the batch and
+/// fetched again from the committed offset by the partition's next owner; and a batch delivered while the group
+/// rebalances, whose commit the broker refuses, is started after and committed by whichever poller gets its
+/// partition next. Every record reaches the function exactly once, in partition order. (Before, the batch whose
+/// commit was refused came again, fetched from the stale committed offset.)
 #[tokio::test]
 async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() {
     use integration_tests::kafka::Recording;
     let kafka = TestKafka::start();
-    let env = TestEnv::new().await;
     let source = unique("rebalanced");
     kafka.create_topic(&source, 4).await;
-    let messages: Vec<_> = (0..600)
+    let messages: Vec<_> = (0..1_000)
         .map(|i| {
             let value = json!({"eventType": "Tick", "orderId": format!("r-{i}")}).to_string();
             raw(
@@ -711,25 +723,29 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
     config.pollers = 2;
     config.batch_size = 1_000;
     config.batching_window_ms = 500;
-    let recording = Recording::new(in_process(&env, &env.endpoint, Duration::from_secs(20)));
+    let recording = Recording::new(Arc::new(AcceptsAll));
     let mapping = Mapping::start(config, recording.clone());
-    // 600 records at 100 per second: six seconds of trickle.
+    // 1,000 records at 50 per second: twenty seconds of trickle. Each rebalance stops the group for a few
+    // seconds (the embedded broker waits for its members to join again): the visits leave room between them.
     let producer = notifications_cli::produce::producer(&kafka.bootstrap).expect("producer");
-    let producing =
-        tokio::spawn(async move { notifications_cli::produce::send_all(&producer, &messages, 100.0).await });
+    let producing = tokio::spawn(async move { notifications_cli::produce::send_all(&producer, &messages, 50.0).await });
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
         let (bootstrap, group, topic) = (kafka.bootstrap.clone(), group.clone(), source.clone());
-        tokio::task::spawn_blocking(move || visit(&bootstrap, &group, &topic, Duration::from_millis(1_500)))
+        tokio::task::spawn_blocking(move || visit(&bootstrap, &group, &topic, Duration::from_secs(4)))
             .await
             .expect("the visitor");
     }
     producing.await.expect("producer task").expect("produced");
-    wait_for_items(&env, 600, Duration::from_secs(120)).await;
     kafka
-        .wait_committed(&group, &source, 4, Duration::from_secs(60), "all 600 committed", |c| {
-            c.values().sum::<i64>() == 600
-        })
+        .wait_committed(
+            &group,
+            &source,
+            4,
+            Duration::from_secs(60),
+            "all 1,000 committed",
+            |c| c.values().sum::<i64>() == 1_000,
+        )
         .await;
     let progress = mapping.stop().await;
     let delivered = recording.delivered();
@@ -739,7 +755,7 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
         .filter(|d| !seen.insert((d.partition, d.offset)))
         .collect();
     assert!(twice.is_empty(), "delivered twice: {twice:?}; {progress:?}");
-    assert_eq!(delivered.len(), 600, "{progress:?}");
+    assert_eq!(delivered.len(), 1_000, "{progress:?}");
     let mut last: BTreeMap<i64, i64> = BTreeMap::new();
     for record in &delivered {
         let previous = last.entry(record.partition).or_insert(-1);
@@ -751,8 +767,8 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
         );
         *previous = record.offset;
     }
-    // Two pollers joining, then four rebalances with both taking part: at least ten assignments.
-    assert!(progress.rebalances >= 10, "{progress:?}");
+    // Two pollers joining, then four rebalances with both taking part (the broker may fold two into one).
+    assert!(progress.rebalances >= 6, "{progress:?}");
     assert!(
         progress.dropped_at_rebalance > 0,
         "a rebalance took records from a batch being built, which this test is about: {progress:?}"

@@ -163,7 +163,17 @@ pub async fn send_all(producer: &FutureProducer, messages: &[Outgoing], rate: f6
     let mut pending = FuturesOrdered::new();
     for (index, message) in messages.iter().enumerate() {
         if rate > 0.0 {
-            tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate)).await;
+            let due = started + Duration::from_secs_f64(index as f64 / rate);
+            // A send does nothing until it is polled: the sends in flight are driven while waiting, or a
+            // rate-limited run would hand its messages to the broker in bursts of IN_FLIGHT.
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    Some(result) = pending.next(), if !pending.is_empty() => {
+                        result?;
+                    }
+                }
+            }
         }
         pending.push_back(send(producer, message));
         if pending.len() >= IN_FLIGHT {

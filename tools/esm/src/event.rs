@@ -235,15 +235,15 @@ mod tests {
     #[test]
     fn records_removed_from_a_batch_give_back_their_room() {
         let mut batch = BatchBuilder::new(3);
-        let mut other = sized(1, 2_500_000);
+        let mut other = sized(1, 2_000_000);
         other.partition = 1;
-        assert!(batch.offer(sized(0, 2_500_000)).is_none());
+        assert!(batch.offer(sized(0, 2_000_000)).is_none());
         assert!(batch.offer(other).is_none());
-        assert!(batch.offer(sized(2, 2_500_000)).is_some(), "6 MB would be passed");
+        assert!(batch.offer(sized(2, 2_000_000)).is_some(), "6 MB would be passed");
         assert_eq!(batch.remove(|r| r.partition == 1), 1);
         assert_eq!(batch.remove(|r| r.partition == 1), 0);
         assert!(
-            batch.offer(sized(2, 2_500_000)).is_none(),
+            batch.offer(sized(2, 2_000_000)).is_none(),
             "the removed record's room is free again"
         );
         let offsets: Vec<i64> = batch.into_records().iter().map(|r| r.offset).collect();

@@ -7,18 +7,67 @@
 //! whoever is assigned the partition next (another poller, or this one again) fetches them again from the
 //! committed offset. Delivering them as well would deliver them twice, and commit a partition this poller no
 //! longer owns, which could move the group's offset back past records another poller has committed.
+//!
+//! A commit can also fail because the group is rebalancing (librdkafka's mock cluster refuses commits while
+//! members rejoin). The batch was delivered, so its offsets are kept as [`Uncommitted`], shared by the pollers of
+//! the mapping: whichever of them is assigned the partition next starts it after the delivered records, and
+//! commits them, instead of fetching them again from the stale committed offset.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::event::{BatchBuilder, Record};
 
 /// A topic and a partition number.
 pub type Partition = (String, i32);
+
+/// Offsets of delivered batches whose commit failed: the next offset of each partition.
+#[derive(Debug, Default)]
+pub struct Uncommitted(Mutex<BTreeMap<Partition, i64>>);
+
+impl Uncommitted {
+    /// Remembers `offsets` (partition, next offset) as delivered but not committed.
+    pub fn remember(&self, offsets: &BTreeMap<Partition, i64>) {
+        if let Ok(mut pending) = self.0.lock() {
+            for (partition, offset) in offsets {
+                let entry = pending.entry(partition.clone()).or_insert(*offset);
+                *entry = (*entry).max(*offset);
+            }
+        }
+    }
+
+    /// Forgets what `offsets`, now committed, cover.
+    pub fn forget(&self, offsets: &BTreeMap<Partition, i64>) {
+        if let Ok(mut pending) = self.0.lock() {
+            for (partition, offset) in offsets {
+                if pending.get(partition).is_some_and(|pending| pending <= offset) {
+                    pending.remove(partition);
+                }
+            }
+        }
+    }
+
+    fn among(&self, partitions: &TopicPartitionList) -> BTreeMap<Partition, i64> {
+        let Ok(pending) = self.0.lock() else {
+            return BTreeMap::new();
+        };
+        partitions
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let key = (e.topic().to_owned(), e.partition());
+                pending.get(&key).map(|offset| (key, *offset))
+            })
+            .collect()
+    }
+}
 
 /// The consumer context of one poller.
 pub struct PollerContext {
@@ -26,14 +75,69 @@ pub struct PollerContext {
     revoked: Mutex<BTreeSet<Partition>>,
     /// Assignments received, by every poller of the mapping.
     rebalances: Arc<AtomicU64>,
+    /// Delivered but uncommitted offsets, shared by every poller of the mapping.
+    uncommitted: Arc<Uncommitted>,
 }
 
 impl PollerContext {
-    pub fn new(rebalances: Arc<AtomicU64>) -> Self {
+    pub fn new(rebalances: Arc<AtomicU64>, uncommitted: Arc<Uncommitted>) -> Self {
         PollerContext {
             revoked: Mutex::new(BTreeSet::new()),
             rebalances,
+            uncommitted,
         }
+    }
+
+    /// An assignment that includes partitions with delivered, uncommitted records starts them after those
+    /// records (unless the group has committed further meanwhile), and commits that.
+    fn resume_after_delivered(&self, consumer: &BaseConsumer<Self>, assigned: &mut TopicPartitionList) {
+        let pending = self.uncommitted.among(assigned);
+        if pending.is_empty() {
+            return;
+        }
+        let mut lookup = TopicPartitionList::new();
+        for (topic, partition) in pending.keys() {
+            lookup.add_partition(topic, *partition);
+        }
+        let committed: BTreeMap<Partition, i64> = consumer
+            .committed_offsets(lookup, Duration::from_secs(10))
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(offset) => Some(((e.topic().to_owned(), e.partition()), offset)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut resume = TopicPartitionList::new();
+        let mut behind = BTreeMap::new();
+        for (key, offset) in pending {
+            if committed.get(&key).is_some_and(|committed| *committed >= offset) {
+                behind.insert(key, offset);
+                continue;
+            }
+            let set: KafkaResult<()> = assigned.set_partition_offset(&key.0, key.1, Offset::Offset(offset));
+            if set.is_ok()
+                && resume
+                    .add_partition_offset(&key.0, key.1, Offset::Offset(offset))
+                    .is_ok()
+            {
+                behind.insert(key, offset);
+            }
+        }
+        if resume.count() > 0 {
+            tracing::info!(
+                partitions = ?names(&resume),
+                "resuming after batches that were delivered but not committed (the commit failed in a rebalance)"
+            );
+            if let Err(err) = consumer.commit(&resume, CommitMode::Sync) {
+                tracing::warn!(error = %err, "the delayed commit failed too; the next batch's commit covers it");
+            }
+        }
+        // Started after the delivered records (or already committed): nothing is fetched again.
+        self.uncommitted.forget(&behind);
     }
 
     /// Drops from `batch` the records of partitions revoked since the last call; returns how many. Called after
@@ -59,6 +163,40 @@ fn names(partitions: &TopicPartitionList) -> Vec<String> {
 impl ClientContext for PollerContext {}
 
 impl ConsumerContext for PollerContext {
+    /// The default strategy (pre-rebalance, assign or unassign, post-rebalance), with an assignment first
+    /// started after any delivered records whose commit failed.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, partitions: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.resume_after_delivered(consumer, partitions);
+                self.pre_rebalance(consumer, &Rebalance::Assign(partitions));
+                let assigned = if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                };
+                if let Err(err) = assigned {
+                    tracing::warn!(error = %err, "could not take the assigned partitions");
+                }
+                self.post_rebalance(consumer, &Rebalance::Assign(partitions));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(partitions));
+                let released = if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "could not give up the revoked partitions");
+                }
+                self.post_rebalance(consumer, &Rebalance::Revoke(partitions));
+            }
+            other => tracing::warn!(error = ?other, "rebalance failed"),
+        }
+    }
+
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
             if let Ok(mut revoked) = self.revoked.lock() {
@@ -79,8 +217,7 @@ impl ConsumerContext for PollerContext {
                 self.rebalances.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(partitions = ?names(partitions), "partitions assigned");
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance failed"),
+            Rebalance::Revoke(_) | Rebalance::Error(_) => {}
         }
     }
 }

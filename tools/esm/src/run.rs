@@ -20,7 +20,7 @@ use crate::event::{BatchBuilder, Record};
 use crate::failure::Origin;
 use crate::filter::Filters;
 use crate::invoke::Invoke;
-use crate::rebalance::{Partition, PollerContext};
+use crate::rebalance::{Partition, PollerContext, Uncommitted};
 
 /// What the mapping has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,8 +50,13 @@ pub struct Progress {
     pub dropped_at_rebalance: u64,
 }
 
-/// Creates a poller's consumer for `config`; `rebalances` counts the assignments it receives.
-fn consumer(config: &EsmConfig, rebalances: Arc<AtomicU64>) -> anyhow::Result<StreamConsumer<PollerContext>> {
+/// Creates a poller's consumer for `config`; `rebalances` counts the assignments it receives, `uncommitted` holds
+/// the delivered offsets whose commit failed, for whichever poller gets their partitions next.
+fn consumer(
+    config: &EsmConfig,
+    rebalances: Arc<AtomicU64>,
+    uncommitted: Arc<Uncommitted>,
+) -> anyhow::Result<StreamConsumer<PollerContext>> {
     let refresh = config.metadata_refresh_ms.to_string();
     let client = config.client_config(&[
         ("group.id", &config.group_id),
@@ -71,7 +76,8 @@ fn consumer(config: &EsmConfig, rebalances: Arc<AtomicU64>) -> anyhow::Result<St
         ("max.poll.interval.ms", "86400000"),
         ("allow.auto.create.topics", "false"),
     ])?;
-    let consumer: StreamConsumer<PollerContext> = client.create_with_context(PollerContext::new(rebalances))?;
+    let consumer: StreamConsumer<PollerContext> =
+        client.create_with_context(PollerContext::new(rebalances, uncommitted))?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
@@ -132,6 +138,7 @@ pub async fn run(
             ..Progress::default()
         }),
         rebalances: Arc::new(AtomicU64::new(0)),
+        uncommitted: Arc::new(Uncommitted::default()),
         on_progress,
     };
     let pollers = (0..config.pollers.max(1) as usize).map(|index| poll(&shared, index, shutdown.clone()));
@@ -264,6 +271,8 @@ struct Shared<'a> {
     progress: Mutex<Progress>,
     /// Partition assignments every poller received.
     rebalances: Arc<AtomicU64>,
+    /// Delivered offsets whose commit failed.
+    uncommitted: Arc<Uncommitted>,
     on_progress: &'a (dyn Fn(&Progress) + Send + Sync),
 }
 
@@ -277,7 +286,7 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
         destination,
         ..
     } = shared;
-    let consumer = Arc::new(consumer(config, shared.rebalances.clone())?);
+    let consumer = Arc::new(consumer(config, shared.rebalances.clone(), shared.uncommitted.clone())?);
     let window = Duration::from_millis(config.batching_window_ms);
     // A record that did not fit the last batch: it starts the next one.
     let mut carried: Option<Record> = None;
@@ -382,10 +391,17 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
         // threads, so that everything else on them (other tasks, the timers of a test) goes on meanwhile.
         let committing = consumer.clone();
         match tokio::task::spawn_blocking(move || committing.commit(&offsets, CommitMode::Sync)).await {
-            Ok(Ok(())) => {}
-            // Not fatal: the records are stored, and redelivery of stored records is idempotent.
-            Ok(Err(err)) => tracing::warn!(error = %err, "offset commit failed; the batch may be delivered again"),
-            Err(err) => tracing::warn!(error = %err, "offset commit did not finish; the batch may be delivered again"),
+            Ok(Ok(())) => shared.uncommitted.forget(&next_offsets),
+            // Not fatal: the next owner of these partitions in this mapping starts after the delivered records
+            // and commits them; another process's consumer would deliver them again (stored idempotently).
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "offset commit failed; kept to commit at the next assignment");
+                shared.uncommitted.remember(&next_offsets);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "offset commit did not finish; kept to commit at the next assignment");
+                shared.uncommitted.remember(&next_offsets);
+            }
         }
         let given_up = delivered.failed_records() as u64;
         if let Ok(mut progress) = shared.progress.lock() {
