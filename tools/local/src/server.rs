@@ -92,33 +92,54 @@ impl LocalServer {
     }
 
     fn start(name: &'static str, command: String, port: u16) -> anyhow::Result<LocalServer> {
-        let port = if port == 0 { free_port()? } else { port };
-        anyhow::ensure!(
-            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port {port} is taken: stop what uses it, or choose another port"
-        );
-        let script = format!(
-            "{command} {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null' EXIT TERM INT; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
-            parent = std::process::id()
-        );
-        let child = Command::new("bash")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .spawn()?;
-        let mut server = LocalServer {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-            name,
-            command,
-            child: Some(child),
-        };
-        if !wait_for_port(port, Duration::from_secs(60)) {
-            server.stop();
-            anyhow::bail!("{name} did not start on port {port}");
+        // A free port can be taken before the server binds it (an outgoing connection's ephemeral port, under
+        // load): with no port asked for, another one is tried.
+        let attempts = if port == 0 { 5 } else { 1 };
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let port = if port == 0 { free_port()? } else { port };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                last_error = Some(anyhow::anyhow!(
+                    "port {port} is taken: stop what uses it, or choose another port"
+                ));
+                continue;
+            }
+            let script = format!(
+                "{command} {port} >/dev/null 2>&1 & m=$!; trap 'kill $m 2>/dev/null' EXIT TERM INT; \
+                 while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done",
+                parent = std::process::id()
+            );
+            let child = Command::new("bash")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::null())
+                .spawn()?;
+            let mut server = LocalServer {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                port,
+                name,
+                command: command.clone(),
+                child: Some(child),
+            };
+            let until = Instant::now() + Duration::from_secs(60);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(server);
+                }
+                // The wrapper ends when the server does: it could not listen (the port was taken meanwhile).
+                let exited = server
+                    .child
+                    .as_mut()
+                    .is_none_or(|child| child.try_wait().ok().flatten().is_some());
+                if exited || Instant::now() > until {
+                    server.stop();
+                    last_error = Some(anyhow::anyhow!("{name} did not start on port {port}"));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        Ok(server)
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("{name} did not start")))
     }
 
     /// Stops the server (SIGTERM, then SIGKILL after 10 s) and waits until its port is closed.
