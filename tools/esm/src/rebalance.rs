@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
@@ -89,55 +88,35 @@ impl PollerContext {
     }
 
     /// An assignment that includes partitions with delivered, uncommitted records starts them after those
-    /// records (unless the group has committed further meanwhile), and commits that.
+    /// records, and commits that (asynchronously: this runs inside the poller's `recv`, on the runtime's thread,
+    /// where a blocking broker call would stall every task). The group's committed offset is not looked up: a
+    /// consumer of another process that committed further meanwhile would see those records once more, never
+    /// fewer.
     fn resume_after_delivered(&self, consumer: &BaseConsumer<Self>, assigned: &mut TopicPartitionList) {
         let pending = self.uncommitted.among(assigned);
         if pending.is_empty() {
             return;
         }
-        let mut lookup = TopicPartitionList::new();
-        for (topic, partition) in pending.keys() {
-            lookup.add_partition(topic, *partition);
-        }
-        let committed: BTreeMap<Partition, i64> = consumer
-            .committed_offsets(lookup, Duration::from_secs(10))
-            .map(|list| {
-                list.elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(offset) => Some(((e.topic().to_owned(), e.partition()), offset)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut resume = TopicPartitionList::new();
-        let mut behind = BTreeMap::new();
+        let mut resumed = BTreeMap::new();
         for (key, offset) in pending {
-            if committed.get(&key).is_some_and(|committed| *committed >= offset) {
-                behind.insert(key, offset);
-                continue;
-            }
             let set: KafkaResult<()> = assigned.set_partition_offset(&key.0, key.1, Offset::Offset(offset));
             if set.is_ok()
                 && resume
                     .add_partition_offset(&key.0, key.1, Offset::Offset(offset))
                     .is_ok()
             {
-                behind.insert(key, offset);
+                resumed.insert(key, offset);
             }
         }
-        if resume.count() > 0 {
-            tracing::info!(
-                partitions = ?names(&resume),
-                "resuming after batches that were delivered but not committed (the commit failed in a rebalance)"
-            );
-            if let Err(err) = consumer.commit(&resume, CommitMode::Sync) {
-                tracing::warn!(error = %err, "the delayed commit failed too; the next batch's commit covers it");
-            }
+        tracing::info!(
+            partitions = ?names(&resume),
+            "resuming after batches that were delivered but not committed (the commit failed in a rebalance)"
+        );
+        if let Err(err) = consumer.commit(&resume, CommitMode::Async) {
+            tracing::warn!(error = %err, "the delayed commit failed too; the next batch's commit covers it");
         }
-        // Started after the delivered records (or already committed): nothing is fetched again.
-        self.uncommitted.forget(&behind);
+        self.uncommitted.forget(&resumed);
     }
 
     /// Drops from `batch` the records of partitions revoked since the last call; returns how many. Called after
