@@ -310,7 +310,28 @@ pub struct Notification {
     pub payload_format: PayloadFormat,
     /// The schema-registry id, when the value carried Confluent framing.
     pub schema_id: Option<u32>,
+    /// What a change event (Debezium) says about the change, when the value is one.
+    pub change: Option<Change>,
     pub warnings: Vec<Warning>,
+}
+
+/// What a change-data-capture event (Debezium's envelope) says about the change, beside the row it carries.
+/// Kept on the record itself, not in the indexes' summaries: list answers show it through `event_type`
+/// (`orders.create`), `GET /notifications/{id}` in full.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Change {
+    /// Debezium's operation: `c` create, `u` update, `d` delete, `r` read (a snapshot), `t` truncate, `m` message.
+    pub op: String,
+    /// The source table as the connector names it: `database.schema.table`, with the parts it gives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// When the database made the change (`source.ts_ms`), RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<String>,
+    /// The connector: `postgresql`, `mysql`, `mongodb`...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
 }
 
 impl Notification {
@@ -326,6 +347,7 @@ impl Notification {
             headers: self.headers.clone(),
             payload: render_payload(self.payload.as_deref(), self.payload_format),
             payload_sha256: self.payload.as_deref().map(sha256_hex),
+            change: self.change.clone(),
         }
     }
 
@@ -337,6 +359,7 @@ impl Notification {
             payload_sha256: self.payload.as_deref().map(sha256_hex),
             summary,
             headers: self.headers,
+            change: self.change,
         }
     }
 
@@ -388,8 +411,13 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The whole record, from its summary, headers and payload (as a store reads it back).
-    pub fn into_notification(self, headers: Vec<Header>, payload: Option<Vec<u8>>) -> Notification {
+    /// The whole record, from its summary and what only the item holds (as a store reads it back).
+    pub fn into_notification(
+        self,
+        headers: Vec<Header>,
+        payload: Option<Vec<u8>>,
+        change: Option<Change>,
+    ) -> Notification {
         Notification {
             id: self.id,
             source_topic: self.source_topic,
@@ -405,6 +433,7 @@ impl Summary {
             payload,
             payload_format: self.payload_format,
             schema_id: self.schema_id,
+            change,
             warnings: self
                 .warnings
                 .into_iter()
@@ -431,6 +460,9 @@ pub struct NotificationView {
     /// The SHA-256 of the payload's exact bytes (hex); absent for a tombstone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_sha256: Option<String>,
+    /// What a change event says about the change (Debezium), when the value is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 /// A payload as shown in JSON answers, with `payload_encoding` saying how to read `payload`.

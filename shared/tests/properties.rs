@@ -543,3 +543,68 @@ proptest! {
         prop_assert_eq!(normalize::is_canonical(&name, &canon), built == canon);
     }
 }
+
+/// A Debezium-shaped value: any operation code (or none), a `source` of arbitrary members, arbitrary `before`
+/// and `after` (objects, JSON text, anything), sometimes inside Kafka Connect's JsonConverter wrapper.
+fn change_event() -> impl Strategy<Value = Value> {
+    let op = prop_oneof![
+        Just(json!("c")),
+        Just(json!("u")),
+        Just(json!("d")),
+        Just(json!("r")),
+        Just(json!("t")),
+        Just(json!("m")),
+        any_value()
+    ];
+    let source = (
+        field(any_value()),
+        field(any_value()),
+        field(any_value()),
+        field(any_value()),
+    )
+        .prop_map(|(table, db, connector, ts_ms)| {
+            let mut source = Map::new();
+            for (name, value) in [("table", table), ("db", db), ("connector", connector), ("ts_ms", ts_ms)] {
+                if let Some(value) = value {
+                    source.insert(name.into(), value);
+                }
+            }
+            Value::Object(source)
+        });
+    let row = || prop_oneof![any_value(), any_value().prop_map(|v| Value::String(v.to_string()))];
+    (op, source, field(row()), field(row()), any::<bool>()).prop_map(|(op, source, before, after, wrapped)| {
+        let mut event = Map::new();
+        event.insert("op".into(), op);
+        event.insert("source".into(), source);
+        if let Some(before) = before {
+            event.insert("before".into(), before);
+        }
+        if let Some(after) = after {
+            event.insert("after".into(), after);
+        }
+        let event = Value::Object(event);
+        if wrapped {
+            json!({"schema": {"type": "struct"}, "payload": event})
+        } else {
+            event
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn change_events_never_panic_keep_their_payload_and_store_their_change(value in change_event()) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let n = assert_payload_survives(&message(Some(bytes), None, Vec::new()))?;
+        let layout = Layout { bucket: Some("payloads".into()), ..Layout::default() };
+        let prepared = placement::prepare(&n, &layout, 1_900_000_000).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stored = codec::record_from_item(&prepared.item).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(stored.change.map(|c| c.op), n.change.as_ref().map(|c| c.op.clone()));
+        if let Some(change) = &n.change {
+            prop_assert!(["c", "u", "d", "r", "t", "m"].contains(&change.op.as_str()));
+            prop_assert!(n.fields.event_type.is_some(), "a change event always has an event type");
+        }
+    }
+}

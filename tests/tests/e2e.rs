@@ -929,3 +929,111 @@ async fn a_rate_limited_produce_hands_each_message_to_the_broker_when_it_is_due(
         "handed over {spread} ms apart in all, at most {largest_gap} ms between two: {times:?}"
     );
 }
+
+/// A Debezium change stream (PostgreSQL's `orders`, MySQL's `order_items` through Kafka Connect's JsonConverter
+/// with schemas) produced to Kafka, then followed by order id through the API: the row's id is the order id in
+/// `orders`, the `order_id` column in `order_items`; each change reads `table.operation`, at the database's
+/// change time, with its operation, table and connector on the record.
+#[tokio::test]
+async fn a_debezium_change_stream_is_followed_by_order_id_through_the_api() {
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let orders = unique("shop.public.orders");
+    let items = unique("shop.shop.order_items");
+    for topic in [&orders, &items] {
+        kafka.create_topic(topic, 1).await;
+    }
+    let order = rand::random::<u32>() as u64 + 1;
+    let source = |connector: &str, table: &str, minute: i64| {
+        json!({"connector": connector, "name": "shop", "db": "shop", "schema": "public", "table": table,
+               "ts_ms": 1_709_287_200_000_i64 + minute * 60_000})
+    };
+    let row = json!({"id": order, "customer_id": 42, "status": "NEW", "type": "express"});
+    let changes = [
+        (
+            &orders,
+            json!({"before": null, "after": row, "source": source("postgresql", "orders", 0), "op": "c", "ts_ms": 1}),
+        ),
+        (
+            &items,
+            json!({"schema": {"type": "struct", "optional": false},
+                        "payload": {"before": null, "after": {"id": 7, "order_id": order, "sku": "SKU-1"},
+                                    "source": source("mysql", "order_items", 1), "op": "c", "ts_ms": 1}}),
+        ),
+        (
+            &orders,
+            json!({"before": row, "after": {"id": order, "customer_id": 42, "status": "PAID"},
+                         "source": source("postgresql", "orders", 2), "op": "u", "ts_ms": 1}),
+        ),
+        (
+            &orders,
+            json!({"before": {"id": order, "customer_id": 42}, "after": null,
+                         "source": source("postgresql", "orders", 3), "op": "d", "ts_ms": 1}),
+        ),
+    ];
+    let messages: Vec<Outgoing> = changes
+        .iter()
+        .map(|(topic, value)| {
+            raw(
+                topic,
+                Some(format!("{{\"id\":{order}}}").as_bytes()),
+                Some(value.to_string().as_bytes()),
+                &[],
+            )
+        })
+        .collect();
+    let mapping = Mapping::start(
+        mapping_config(&kafka, &unique("group"), &[&orders, &items]),
+        in_process(&env, &env.endpoint, Duration::from_secs(20)),
+    );
+    let ids = send_tracked(&kafka, &messages).await;
+    wait_for_ids(&env, &ids, Duration::from_secs(60)).await;
+    mapping.stop().await;
+
+    let server = env.query_server().await;
+    let page = server.get_ok(&format!("/notifications?order_id={order}")).await;
+    let steps: Vec<(&str, &str)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            (
+                item["event_type"].as_str().unwrap(),
+                item["occurred_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("orders.create", "2024-03-01T10:00:00.000000Z"),
+            ("order_items.create", "2024-03-01T10:01:00.000000Z"),
+            ("orders.update", "2024-03-01T10:02:00.000000Z"),
+            ("orders.delete", "2024-03-01T10:03:00.000000Z"),
+        ],
+        "{page}"
+    );
+    let customer = server.get_ok("/notifications?customer_id=42&limit=500").await;
+    let found: Vec<&str> = customer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    for id in [&ids[0], &ids[2], &ids[3]] {
+        assert!(found.contains(&id.as_str()), "{id} by customer 42: {customer}");
+    }
+    let created = server.get_ok(&format!("/notifications/{}", ids[1])).await;
+    assert_eq!(
+        created["change"],
+        json!({"op": "c", "table": "shop.public.order_items", "changed_at": "2024-03-01T10:01:00.000000Z", "connector": "mysql"})
+    );
+    assert_eq!(created["warnings"], json!([]));
+    assert_eq!(
+        created["payload"]["schema"]["type"], "struct",
+        "the payload is kept as it came"
+    );
+    let deleted = server.get_ok(&format!("/notifications/{}", ids[3])).await;
+    assert_eq!(deleted["change"]["op"], "d");
+    assert_eq!(deleted["order_id"], order.to_string());
+}

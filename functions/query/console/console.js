@@ -631,6 +631,15 @@
     if (record.customer_id) row('Customer', idLink('customers', record.customer_id));
     if (record.source_service) row('Service', record.source_service);
     if (record.event_id) row('Event id', el('span', { class: 'mono', text: record.event_id }));
+    if (record.change) {
+      const change = record.change;
+      const verbs = { c: 'create', u: 'update', d: 'delete', r: 'read (snapshot)', t: 'truncate', m: 'message' };
+      const parts = [`${verbs[change.op] || change.op} (op ${change.op})`];
+      if (change.table) parts.push(`on ${change.table}`);
+      if (change.connector) parts.push(`by ${change.connector}`);
+      row('Change', parts.join(' '));
+      if (change.changed_at) row('Changed at', el('span', { class: 'mono', text: change.changed_at }));
+    }
     if (record.key !== undefined) row('Key', el('span', { class: 'mono', text: dataText(record.key) }));
     row('Payload format', record.payload_format);
     row('Payload size', `${bytesText(record.payload_size)} (${record.payload_size} bytes)`);

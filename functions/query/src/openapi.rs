@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use serde::Serialize;
-use shared::model::{Data, Extracted, Header, PayloadFormat, Summary};
+use shared::model::{Change, Data, Extracted, Header, PayloadFormat, Summary};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -27,6 +27,9 @@ pub struct NotificationDetail {
     pub payload: serde_json::Value,
     /// The SHA-256 of the payload's exact bytes, in hex (absent for a tombstone).
     pub payload_sha256: Option<String>,
+    /// For a change event (Debezium, bare or in Kafka Connect's JsonConverter wrapper): its operation, table,
+    /// change time and connector. Absent for any other record.
+    pub change: Option<Change>,
 }
 
 /// How `payload` is written.
@@ -62,6 +65,7 @@ pub enum PayloadEncoding {
         SearchAnswer,
         Summary,
         Extracted,
+        Change,
         Data,
         Header,
         PayloadFormat,

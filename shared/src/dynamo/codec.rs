@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 
-use super::table::attr;
-use crate::model::{Data, Extracted, Header, PayloadFormat, Summary};
+use super::table::{self, attr};
+use crate::model::{Change, Data, Extracted, Header, PayloadFormat, Summary};
 
 /// An item as the SDK takes it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -93,6 +93,8 @@ pub struct StoredRecord {
     pub payload: StoredPayload,
     /// Key and headers stored in S3, for records too large to keep them inline.
     pub extras: Option<S3Pointer>,
+    /// What a change event says about the change (only the item holds it, not the indexes).
+    pub change: Option<Change>,
 }
 
 /// Why an item could not be read as a record.
@@ -123,6 +125,35 @@ fn get_data(value: Option<&AttributeValue>) -> Option<Data> {
         Some(AttributeValue::B(blob)) => Some(Data::from_bytes(blob.as_ref().to_vec())),
         _ => None,
     }
+}
+
+fn get_change(item: &Item) -> Option<Change> {
+    let AttributeValue::M(map) = item.get(attr::CHANGE)? else {
+        return None;
+    };
+    let text = |name: &str| get_s(map, name).map(str::to_owned);
+    Some(Change {
+        op: text("op")?,
+        table: text("table"),
+        changed_at: text("changed_at"),
+        connector: text("connector"),
+    })
+}
+
+/// The `change` attribute of an item: a map of its texts, each within the field limit.
+pub fn change_value(change: &Change) -> AttributeValue {
+    let mut map = HashMap::new();
+    map.insert("op".to_owned(), s(table::stored_field(&change.op).into_owned()));
+    for (name, value) in [
+        ("table", &change.table),
+        ("changed_at", &change.changed_at),
+        ("connector", &change.connector),
+    ] {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), s(table::stored_field(value).into_owned()));
+        }
+    }
+    AttributeValue::M(map)
 }
 
 fn get_pointer(item: &Item, name: &str) -> Option<S3Pointer> {
@@ -214,6 +245,7 @@ pub fn record_from_item(item: &Item) -> Result<StoredRecord, ItemError> {
     };
     Ok(StoredRecord {
         extras: get_pointer(item, attr::EXTRAS_S3),
+        change: get_change(item),
         summary,
         headers,
         payload,

@@ -247,7 +247,7 @@ impl NotificationReader for DynamoStore {
             StoredPayload::S3(pointer) => Some(self.fetch(id, &pointer).await?),
         };
         Ok(Some(Found {
-            notification: summary.into_notification(headers, payload),
+            notification: summary.into_notification(headers, payload, record.change),
             link,
         }))
     }
@@ -286,6 +286,7 @@ mod tests {
             },
             payload,
             schema_id: None,
+            change: None,
             warnings: Vec::new(),
         }
     }

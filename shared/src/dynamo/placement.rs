@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
-use super::codec::{data_value, headers_value, item_size, n, s, Item, ITEM_VERSION};
+use super::codec::{change_value, data_value, headers_value, item_size, n, s, Item, ITEM_VERSION};
 use super::table::{self, attr, INDEXES};
 use crate::model::{Extracted, Notification};
 
@@ -115,6 +115,7 @@ pub fn prepare_owned(
         payload,
         payload_format,
         schema_id,
+        change,
         warnings,
     } = notification;
     let mut item = Item::with_capacity(ITEM_ATTRIBUTES);
@@ -165,6 +166,9 @@ pub fn prepare_owned(
     item.insert(attr::PAYLOAD_SIZE.into(), n(payload.as_ref().map_or(0, Vec::len)));
     if let Some(schema_id) = schema_id {
         item.insert(attr::SCHEMA_ID.into(), n(schema_id));
+    }
+    if let Some(change) = &change {
+        item.insert(attr::CHANGE.into(), change_value(change));
     }
     if !warnings.is_empty() {
         item.insert(
@@ -304,6 +308,7 @@ mod tests {
             payload,
             payload_format: PayloadFormat::Json,
             schema_id: None,
+            change: None,
             warnings: vec![Warning::new(WarningCode::NoEventTime, "w")],
         }
     }
@@ -320,6 +325,40 @@ mod tests {
         assert_eq!(back.summary, n_.summary());
         assert_eq!(back.headers, n_.headers);
         assert_eq!(back.payload, StoredPayload::Inline(n_.payload.clone().unwrap()));
+    }
+
+    #[test]
+    fn a_change_events_metadata_stays_on_the_item_within_the_field_limit_and_out_of_the_indexes() {
+        let mut n_ = notification(Some(br#"{"op":"c"}"#.to_vec()));
+        n_.change = Some(crate::model::Change {
+            op: "c".into(),
+            table: Some(format!("shop.public.{}", "t".repeat(5_000))),
+            changed_at: Some("2024-03-01T10:00:00.000000Z".into()),
+            connector: None,
+        });
+        let prepared = prepare(&n_, &Layout::default(), 0).unwrap();
+        let back = record_from_item(&prepared.item)
+            .unwrap()
+            .change
+            .expect("the change is stored");
+        assert_eq!(back.op, "c");
+        assert_eq!(back.changed_at.as_deref(), Some("2024-03-01T10:00:00.000000Z"));
+        assert_eq!(back.connector, None);
+        let table = back.table.unwrap();
+        assert!(
+            table.len() <= crate::model::MAX_FIELD_BYTES && table.starts_with("shop.public.ttt"),
+            "{table}"
+        );
+        assert!(
+            !table::SUMMARY_ATTRIBUTES.contains(&attr::CHANGE),
+            "indexes keep their projection"
+        );
+        assert_eq!(
+            record_from_item(&prepare(&notification(None), &Layout::default(), 0).unwrap().item)
+                .unwrap()
+                .change,
+            None
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub mod attr {
     pub const PAYLOAD_FORMAT: &str = "payload_format";
     pub const PAYLOAD_SIZE: &str = "payload_size";
     pub const SCHEMA_ID: &str = "schema_id";
+    /// What a change event says about the change (a map; the item only, not in the indexes).
+    pub const CHANGE: &str = "change";
     pub const WARNINGS: &str = "warnings";
     /// The payload, inline.
     pub const PAYLOAD: &str = "payload";

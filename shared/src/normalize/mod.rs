@@ -4,9 +4,11 @@
 //! - [`vocabulary`]: what fields are called, and name matching by canonical form;
 //! - [`framing`]: the payload's format and the JSON text behind any framing;
 //! - [`json`]: the JSON reader (bounded depth, borrowed text);
+//! - `change`: change events (Debezium's envelope, Kafka Connect's JsonConverter wrapper);
 //! - `search`: where fields are found (scopes, headers) and what makes a value an id;
 //! - [`time`] and [`numbers`]: times and numbers as the record stores them.
 
+mod change;
 pub mod framing;
 pub mod json;
 pub mod numbers;
@@ -22,12 +24,15 @@ pub use time::{format_time, parse_epoch, parse_time_text};
 pub use vocabulary::{canonical, is_canonical, TopicServiceMap};
 
 use crate::model::{
-    Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode, MAX_FIELD_BYTES, MAX_WARNINGS,
+    Change, Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode, MAX_FIELD_BYTES, MAX_WARNINGS,
 };
 use json::Json;
-use search::{collect_scopes, find_field, find_time, HeaderIndex};
+use search::{collect_scopes, collect_scopes_at, find_field, find_time, own_id, HeaderIndex, Scope};
 use time::in_range;
-use vocabulary::{FieldSpec, CORRELATION_ID, CUSTOMER_ID, EVENT_ID, EVENT_TYPE, ORDER_ID, SOURCE_SERVICE};
+use vocabulary::{
+    FieldSpec, CORRELATION_ID, CUSTOMER_ID, EVENT_ID, EVENT_TYPE, ORDER_ID, ROW_EVENT_ID, ROW_EVENT_TYPE,
+    ROW_SOURCE_SERVICE, SOURCE_SERVICE,
+};
 
 /// What normalization needs besides the record.
 #[derive(Debug, Clone, Copy)]
@@ -68,17 +73,55 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         }
         None => parsed.as_ref(),
     };
-    let scopes = root.map(collect_scopes).unwrap_or_default();
+    // Kafka Connect's JsonConverter wrapper is unwrapped; a Debezium change event is read through its row.
+    let root = root.map(change::unwrap_connect);
+    let change_event = root.and_then(change::change_event);
+    // A row written as JSON text (MongoDB's connector writes `after` so) is read through too.
+    let row_text = match change_event.as_ref().and_then(|event| event.row) {
+        Some((_, Json::String(text))) => json::parse(text).ok().filter(|row| row.as_object().is_some()),
+        _ => None,
+    };
+    let row = match (&change_event, &row_text) {
+        (Some(event), Some(parsed)) => event.row.map(|(path, _)| (path, parsed)),
+        (Some(event), None) => event.row,
+        (None, _) => None,
+    };
+    let scopes = match (&change_event, row) {
+        (Some(_), Some((path, row))) => collect_scopes_at(row, path),
+        (Some(_), None) => Vec::new(),
+        (None, _) => root.map(collect_scopes).unwrap_or_default(),
+    };
     let header_index = HeaderIndex::new(&message.headers);
 
-    let mut find = |spec: &FieldSpec| find_field(spec, &scopes, &header_index, &mut warnings);
-    let mut fields = Extracted {
-        event_type: find(&EVENT_TYPE),
-        correlation_id: find(&CORRELATION_ID),
-        order_id: find(&ORDER_ID),
-        customer_id: find(&CUSTOMER_ID),
-        source_service: find(&SOURCE_SERVICE),
-        event_id: find(&EVENT_ID),
+    let mut fields = match &change_event {
+        None => {
+            let mut find = |spec: &FieldSpec| find_field(spec, &scopes, &header_index, &mut warnings);
+            Extracted {
+                event_type: find(&EVENT_TYPE),
+                correlation_id: find(&CORRELATION_ID),
+                order_id: find(&ORDER_ID),
+                customer_id: find(&CUSTOMER_ID),
+                source_service: find(&SOURCE_SERVICE),
+                event_id: find(&EVENT_ID),
+            }
+        }
+        Some(event) => {
+            let entity = event.table_name.and_then(change::entity_of);
+            let mut link = |spec: &FieldSpec| in_row(spec, entity, &scopes, &header_index, &mut warnings);
+            let (correlation_id, order_id, customer_id) = (link(&CORRELATION_ID), link(&ORDER_ID), link(&CUSTOMER_ID));
+            let mut find = |spec: &FieldSpec| find_field(spec, &scopes, &header_index, &mut warnings);
+            let table = event
+                .table_name
+                .unwrap_or_else(|| message.topic.rsplit('.').next().unwrap_or_default());
+            Extracted {
+                event_type: find(&ROW_EVENT_TYPE).or_else(|| Some(format!("{table}.{}", change::verb(event.op)))),
+                correlation_id,
+                order_id,
+                customer_id,
+                source_service: find(&ROW_SOURCE_SERVICE),
+                event_id: find(&ROW_EVENT_ID),
+            }
+        }
     };
     if fields.source_service.is_none() {
         fields.source_service = context.topic_services.service_for(&message.topic).map(str::to_owned);
@@ -96,7 +139,18 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         }
     }
 
-    let occurred_at = find_time(&scopes, &header_index, &mut warnings)
+    // A change event happened when the database made the change; its row's own times are the row's.
+    let change = change_event.as_ref().map(|event| Change {
+        op: event.op.to_owned(),
+        table: event.table.clone(),
+        changed_at: event.changed_at.filter(in_range).map(format_time),
+        connector: event.connector.map(str::to_owned),
+    });
+    let found_time = match &change_event {
+        Some(event) => event.changed_at.filter(in_range),
+        None => find_time(&scopes, &header_index, &mut warnings),
+    };
+    let occurred_at = found_time
         .or_else(|| {
             message
                 .timestamp
@@ -127,8 +181,24 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         payload: message.value.clone(),
         payload_format,
         schema_id,
+        change,
         warnings,
     }
+}
+
+/// A linking id in a change event's row: named as such, or the row's own `id` when its table holds that entity
+/// (`orders.id` is the order id).
+fn in_row(
+    spec: &FieldSpec,
+    entity: Option<&str>,
+    scopes: &[Scope<'_, '_>],
+    headers: &HeaderIndex<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Option<String> {
+    find_field(spec, scopes, headers, warnings).or_else(|| match entity {
+        Some(entity) if spec.entity == Some(entity) => own_id(scopes, spec.label, warnings),
+        _ => None,
+    })
 }
 
 /// Keeps at most [`MAX_WARNINGS`] warnings, the last of them counting those left out.

@@ -18,12 +18,17 @@ pub(super) struct Scope<'j, 'a> {
 }
 
 pub(super) fn collect_scopes<'j, 'a>(root: &'j Json<'a>) -> Vec<Scope<'j, 'a>> {
+    collect_scopes_at(root, "$")
+}
+
+/// The scopes of `root`, found at `path` in the value.
+pub(super) fn collect_scopes_at<'j, 'a>(root: &'j Json<'a>, path: &str) -> Vec<Scope<'j, 'a>> {
     let mut scopes = Vec::new();
     let Some(members) = root.as_object() else {
         return scopes;
     };
     scopes.push(Scope {
-        path: "$".into(),
+        path: path.into(),
         members,
         is_entity: false,
     });
@@ -193,6 +198,16 @@ pub(super) fn find_field(
     spec.headers
         .iter()
         .find_map(|name| headers.find(name, warnings, spec.label))
+}
+
+/// The `id` of the first scope (a change event's row), as the id of the entity its table holds.
+pub(super) fn own_id(scopes: &[Scope<'_, '_>], label: &str, warnings: &mut Vec<Warning>) -> Option<String> {
+    let scope = scopes.first()?;
+    scope
+        .members
+        .iter()
+        .filter(|(member, _)| is_canonical(member, "id"))
+        .find_map(|(member, value)| id_text(value, label, &format!("{}.{}", scope.path, member), warnings))
 }
 
 pub(super) fn find_time(

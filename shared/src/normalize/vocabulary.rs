@@ -85,6 +85,26 @@ pub(super) const EVENT_ID: FieldSpec = FieldSpec {
     entity: None,
     headers: &["ceid", "eventid", "xeventid", "messageid", "xmessageid", "id"],
 };
+/// A change event's row is a business object: only names that say so are the event's type, id or service,
+/// never the row's own `type`, `id` or `source` columns.
+pub(super) const ROW_EVENT_TYPE: FieldSpec = FieldSpec {
+    label: "event_type",
+    names: &["eventtype", "eventname", "detailtype", "messagetype"],
+    entity: None,
+    headers: EVENT_TYPE.headers,
+};
+pub(super) const ROW_EVENT_ID: FieldSpec = FieldSpec {
+    label: "event_id",
+    names: &["eventid", "messageid"],
+    entity: None,
+    headers: EVENT_ID.headers,
+};
+pub(super) const ROW_SOURCE_SERVICE: FieldSpec = FieldSpec {
+    label: "source_service",
+    names: &["sourceservice", "servicename"],
+    entity: None,
+    headers: SOURCE_SERVICE.headers,
+};
 pub(super) const OCCURRED_AT: FieldSpec = FieldSpec {
     label: "occurred_at",
     names: &[
