@@ -354,9 +354,13 @@ mod tests {
             "indexes keep their projection"
         );
         assert_eq!(
-            record_from_item(&prepare(&notification(None), &Layout::default(), 0).unwrap().item)
-                .unwrap()
-                .change,
+            record_from_item(
+                &prepare(&notification(Some(b"{}".to_vec())), &Layout::default(), 0)
+                    .unwrap()
+                    .item
+            )
+            .unwrap()
+            .change,
             None
         );
     }
