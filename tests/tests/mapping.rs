@@ -665,7 +665,8 @@ async fn records_deleted_by_retention_before_they_were_read_are_counted_and_repo
     );
 }
 
-/// A consumer that joins `group` for `stay`, fetching without committing, then leaves: two rebalances.
+/// A consumer that joins `group` for `stay`, subscribed to `topic`, then leaves: two rebalances of the whole group
+/// (the eager protocol revokes every member's partitions each time).
 fn visit(bootstrap: &str, group: &str, topic: &str, stay: Duration) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -707,6 +708,8 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
     let kafka = TestKafka::start();
     let source = unique("rebalanced");
     kafka.create_topic(&source, 4).await;
+    let visited = unique("visitor");
+    kafka.create_topic(&visited, 1).await;
     let messages: Vec<_> = (0..1_000)
         .map(|i| {
             let value = json!({"eventType": "Tick", "orderId": format!("r-{i}")}).to_string();
@@ -731,7 +734,8 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
     let producing = tokio::spawn(async move { notifications_cli::produce::send_all(&producer, &messages, 50.0).await });
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let (bootstrap, group, topic) = (kafka.bootstrap.clone(), group.clone(), source.clone());
+        // It reads a topic of its own: the pollers' partitions stay with them, and only they commit.
+        let (bootstrap, group, topic) = (kafka.bootstrap.clone(), group.clone(), visited.clone());
         tokio::task::spawn_blocking(move || visit(&bootstrap, &group, &topic, Duration::from_secs(4)))
             .await
             .expect("the visitor");

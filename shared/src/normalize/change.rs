@@ -65,7 +65,19 @@ pub(super) fn change_event<'j, 'a>(value: &'j Json<'a>) -> Option<ChangeEvent<'j
     let source = member(members, "source")?.as_object()?;
     let before = member(members, "before");
     let after = member(members, "after");
-    if before.is_none() && after.is_none() && op != "t" && op != "m" {
+    // A row change names its rows (null included), a logical decoding message (`m`) its `message`, a truncate
+    // (which has no rows) a source with a connector and a table: an event that has only an `op` and some
+    // `source` is some other event.
+    let shaped = match op {
+        "m" => member(members, "message").is_some_and(|message| message.as_object().is_some()),
+        "t" => {
+            before.is_some()
+                || after.is_some()
+                || (text(member(source, "connector")).is_some() && text(member(source, "table")).is_some())
+        }
+        _ => before.is_some() || after.is_some(),
+    };
+    if !shaped {
         return None;
     }
     let row = match op {
@@ -79,8 +91,9 @@ pub(super) fn change_event<'j, 'a>(value: &'j Json<'a>) -> Option<ChangeEvent<'j
         .filter_map(|name| text(member(source, name)))
         .chain(table_name)
         .collect();
+    // A zero or negative time is no time (Debezium writes 0 where it has none).
     let epoch = |value: Option<&Json<'_>>| match value {
-        Some(Json::Number(number)) => parse_epoch(number),
+        Some(Json::Number(number)) => parse_epoch(number).filter(|time| time.timestamp_millis() > 0),
         _ => None,
     };
     Some(ChangeEvent {
@@ -140,12 +153,21 @@ mod tests {
         let change = change_event(&value).unwrap();
         assert_eq!(change.row.map(|(path, _)| path), Some("$.before"));
         assert!(change.changed_at.is_none());
-        let truncate = parse(r#"{"source": {"table": "t"}, "op": "t", "ts_ms": 1709287200000}"#).unwrap();
+        let truncate =
+            parse(r#"{"before": null, "after": null, "source": {"table": "t", "ts_ms": 0}, "op": "t", "ts_ms": 1709287200000}"#)
+                .unwrap();
         let change = change_event(&truncate).unwrap();
         assert!(change.row.is_none());
-        assert!(
-            change.changed_at.is_some(),
-            "the connector's time when the source has none"
+        assert_eq!(
+            change.changed_at.unwrap().to_rfc3339(),
+            "2024-03-01T10:00:00+00:00",
+            "the connector's time when the source's is zero"
+        );
+        let truncate = parse(r#"{"source": {"connector": "postgresql", "table": "t"}, "op": "t"}"#).unwrap();
+        assert_eq!(
+            change_event(&truncate).map(|c| c.op),
+            Some("t"),
+            "a truncate has no rows"
         );
     }
 
@@ -157,6 +179,8 @@ mod tests {
             r#"{"op": "c", "source": "web", "after": {"id": 1}}"#,
             r#"{"op": 1, "source": {}, "after": {"id": 1}}"#,
             r#"{"op": "c", "source": {}}"#,
+            r#"{"op": "m", "source": {"app": "web"}, "orderId": "o-1"}"#,
+            r#"{"op": "t", "source": {"app": "web"}, "orderId": "o-1"}"#,
             r#"["op", "c"]"#,
         ] {
             assert!(change_event(&parse(text).unwrap()).is_none(), "{text}");

@@ -195,10 +195,14 @@ fn in_row(
     headers: &HeaderIndex<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Option<String> {
-    find_field(spec, scopes, headers, warnings).or_else(|| match entity {
-        Some(entity) if spec.entity == Some(entity) => own_id(scopes, spec.label, warnings),
-        _ => None,
-    })
+    // The row first (named, then its own id), then the message's headers.
+    let no_headers = HeaderIndex::new(&[]);
+    find_field(spec, scopes, &no_headers, warnings)
+        .or_else(|| match entity {
+            Some(entity) if spec.entity == Some(entity) => own_id(scopes, spec.label, warnings),
+            _ => None,
+        })
+        .or_else(|| find_field(spec, &[], headers, warnings))
 }
 
 /// Keeps at most [`MAX_WARNINGS`] warnings, the last of them counting those left out.

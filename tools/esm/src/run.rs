@@ -56,6 +56,7 @@ fn consumer(
     config: &EsmConfig,
     rebalances: Arc<AtomicU64>,
     uncommitted: Arc<Uncommitted>,
+    index: usize,
 ) -> anyhow::Result<StreamConsumer<PollerContext>> {
     let refresh = config.metadata_refresh_ms.to_string();
     let client = config.client_config(&[
@@ -77,7 +78,7 @@ fn consumer(
         ("allow.auto.create.topics", "false"),
     ])?;
     let consumer: StreamConsumer<PollerContext> =
-        client.create_with_context(PollerContext::new(rebalances, uncommitted))?;
+        client.create_with_context(PollerContext::new(rebalances, uncommitted, index))?;
     let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topics)?;
     Ok(consumer)
@@ -138,7 +139,7 @@ pub async fn run(
             ..Progress::default()
         }),
         rebalances: Arc::new(AtomicU64::new(0)),
-        uncommitted: Arc::new(Uncommitted::default()),
+        uncommitted: Arc::new(Uncommitted::new(config.pollers.max(1) as usize)),
         on_progress,
     };
     let pollers = (0..config.pollers.max(1) as usize).map(|index| poll(&shared, index, shutdown.clone()));
@@ -286,7 +287,12 @@ async fn poll(shared: &Shared<'_>, index: usize, mut shutdown: watch::Receiver<b
         destination,
         ..
     } = shared;
-    let consumer = Arc::new(consumer(config, shared.rebalances.clone(), shared.uncommitted.clone())?);
+    let consumer = Arc::new(consumer(
+        config,
+        shared.rebalances.clone(),
+        shared.uncommitted.clone(),
+        index,
+    )?);
     let window = Duration::from_millis(config.batching_window_ms);
     // A record that did not fit the last batch: it starts the next one.
     let mut carried: Option<Record> = None;

@@ -197,7 +197,7 @@ impl LocalServer {
     /// empty, dynalite with a directory comes back with everything it had written there.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
-        *self = Self::start(self.name, std::mem::take(&mut self.command), self.port)?;
+        *self = Self::start(self.name, self.command.clone(), self.port)?;
         Ok(())
     }
 }
