@@ -116,7 +116,21 @@ pub async fn run(
         Some(at) => {
             // Broker calls that block: off the runtime's threads.
             let owned = config.clone();
-            let starting = tokio::task::spawn_blocking(move || partitions_without_offsets(&owned)).await??;
+            // A group coordinator still loading (a broker just started, or busy) fails the lookup for a while:
+            // it is tried again before the mapping gives up.
+            let mut attempt = 0;
+            let starting = loop {
+                let lookup = owned.clone();
+                match tokio::task::spawn_blocking(move || partitions_without_offsets(&lookup)).await? {
+                    Ok(starting) => break starting,
+                    Err(err) if attempt < 5 => {
+                        attempt += 1;
+                        tracing::warn!(error = %err, attempt, "AT_TIMESTAMP: looking up the group's offsets failed; trying again");
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    }
+                    Err(err) => return Err(err.context("AT_TIMESTAMP: looking up the group's committed offsets")),
+                }
+            };
             tracing::info!(
                 ?starting,
                 at,
