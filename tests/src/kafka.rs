@@ -26,6 +26,19 @@ pub struct TestKafka {
 }
 
 impl TestKafka {
+    /// A consumer of its own group, subscribed to `topic` from its first record, committing nothing.
+    pub fn reader(&self, topic: &str) -> BaseConsumer {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", crate::unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    }
+
     /// The broker in `KAFKA_BOOTSTRAP_SERVERS`, or a fresh embedded mock cluster.
     pub fn start() -> TestKafka {
         match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {

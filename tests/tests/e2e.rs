@@ -897,7 +897,6 @@ async fn no_batch_outgrows_lambdas_6_mb_event_the_record_that_would_starts_the_n
 /// the broker 256 messages at a time (found when a mapping test's trickle came in bursts of 64 per partition).
 #[tokio::test]
 async fn a_rate_limited_produce_hands_each_message_to_the_broker_when_it_is_due() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let kafka = TestKafka::start();
     let topic = unique("rate");
@@ -905,14 +904,7 @@ async fn a_rate_limited_produce_hands_each_message_to_the_broker_when_it_is_due(
     let messages = produce::generate(40, 5, Some(&topic));
     let producer = produce::producer(&kafka.bootstrap).expect("producer");
     produce::send_all(&producer, &messages, 20.0).await.expect("produced");
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a consumer");
-    consumer.subscribe(&[&topic]).expect("subscribe");
+    let consumer = kafka.reader(&topic);
     let mut times = Vec::new();
     let until = std::time::Instant::now() + Duration::from_secs(30);
     while times.len() < 40 && std::time::Instant::now() < until {

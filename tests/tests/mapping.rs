@@ -18,19 +18,27 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
+/// `count` small JSON records for `topic` over 16 keys, order ids `{prefix}-{i}`.
+fn ticks(topic: &str, count: usize, prefix: &str) -> Vec<notifications_cli::produce::Outgoing> {
+    (0..count)
+        .map(|i| {
+            let value = json!({"eventType": "Tick", "orderId": format!("{prefix}-{i}")}).to_string();
+            raw(
+                topic,
+                Some(format!("k-{}", i % 16).as_bytes()),
+                Some(value.as_bytes()),
+                &[],
+            )
+        })
+        .collect()
+}
+
 /// A message read back from a destination topic: its key and its value as JSON.
 type ReadBack = (Option<Vec<u8>>, Value);
 
 /// Every message of `topic`, read from the beginning (and a short wait for any more than `expected`).
 fn read_all(kafka: &TestKafka, topic: &str, expected: usize) -> Vec<ReadBack> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka.bootstrap)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = kafka.reader(topic);
     let until = std::time::Instant::now() + Duration::from_secs(30);
     let mut found = Vec::new();
     let read = |message: &rdkafka::message::BorrowedMessage<'_>| -> ReadBack {
@@ -299,17 +307,7 @@ async fn two_pollers_share_the_partitions_and_store_every_record_once_in_partiti
     let env = TestEnv::new().await;
     let source = unique("pollers");
     kafka.create_topic(&source, 4).await;
-    let messages: Vec<_> = (0..400)
-        .map(|i| {
-            let value = json!({"eventType": "Tick", "orderId": format!("p-{i}")}).to_string();
-            raw(
-                &source,
-                Some(format!("k-{}", i % 16).as_bytes()),
-                Some(value.as_bytes()),
-                &[],
-            )
-        })
-        .collect();
+    let messages = ticks(&source, 400, "p");
     send(&kafka, &messages).await;
     let group = unique("group");
     let mut config = mapping_config(&kafka, &group, &[&source]);
@@ -710,17 +708,7 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
     kafka.create_topic(&source, 4).await;
     let visited = unique("visitor");
     kafka.create_topic(&visited, 1).await;
-    let messages: Vec<_> = (0..1_000)
-        .map(|i| {
-            let value = json!({"eventType": "Tick", "orderId": format!("r-{i}")}).to_string();
-            raw(
-                &source,
-                Some(format!("k-{}", i % 16).as_bytes()),
-                Some(value.as_bytes()),
-                &[],
-            )
-        })
-        .collect();
+    let messages = ticks(&source, 1_000, "r");
     let group = unique("group");
     let mut config = mapping_config(&kafka, &group, &[&source]);
     config.pollers = 2;
