@@ -15,3 +15,4 @@ pub mod memory;
 pub mod model;
 pub mod normalize;
 pub mod ports;
+pub mod schema;

@@ -1,0 +1,537 @@
+//! Avro bodies to JSON text, walking the value with its schema (the schema says a decimal's scale).
+//!
+//! The mapping is Avro's JSON mapping made readable, as Kafka Connect and Powertools show records: a union's
+//! value is written as itself (not wrapped in `{"type": value}`), so `orderId` is found as in any JSON; enums
+//! as their symbol; bytes and fixed as base64; decimals as exact decimal text; `uuid` as text; `date` as
+//! `YYYY-MM-DD`; `time-*` as `HH:MM:SS.fff`; `timestamp-*` as RFC 3339 in UTC; `local-timestamp-*` without a
+//! zone; `duration` as its months, days and milliseconds; NaN and the infinities as text.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use apache_avro::schema::{ResolvedSchema, Schema as Avro};
+use apache_avro::types::Value;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveTime};
+
+use super::{DecodedBody, RawSchema, SchemaKind};
+
+/// The most bytes a decimal may have to be written out as decimal text (38 digits need 16).
+const MAX_DECIMAL_BYTES: usize = 128;
+
+/// Deeper values than this are not written out (a recursive schema can nest without end).
+const MAX_DEPTH: usize = 128;
+
+/// The largest single allocation the Avro decoder may make: no string or array in a Kafka record is larger.
+const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug)]
+pub(super) struct AvroSchema {
+    schema: Avro,
+    /// Referenced schemas (Confluent references), which the main schema names.
+    references: Vec<Avro>,
+    /// Every named type by its full name, to follow references while writing.
+    names: HashMap<String, Avro>,
+}
+
+impl AvroSchema {
+    pub(super) fn compile(raw: &RawSchema) -> Result<AvroSchema, String> {
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        let mut texts = Vec::new();
+        collect_references(raw, &mut texts, 0)?;
+        let (schema, references) = if texts.is_empty() {
+            (
+                Avro::parse_str(&raw.text).map_err(|e| format!("the Avro schema does not parse: {e}"))?,
+                Vec::new(),
+            )
+        } else {
+            Avro::parse_str_with_list(&raw.text, &texts)
+                .map_err(|e| format!("the Avro schema does not parse with its references: {e}"))?
+        };
+        let names = {
+            let all: Vec<&Avro> = references.iter().chain(std::iter::once(&schema)).collect();
+            let resolved =
+                ResolvedSchema::new_with_schemata(all).map_err(|e| format!("the Avro schema does not resolve: {e}"))?;
+            resolved
+                .get_names()
+                .iter()
+                .map(|(name, schema)| (name.fullname(None), (*schema).clone()))
+                .collect()
+        };
+        Ok(AvroSchema {
+            schema,
+            references,
+            names,
+        })
+    }
+
+    /// The full name of the schema's record, enum or fixed type.
+    pub(super) fn name(&self) -> Option<String> {
+        match &self.schema {
+            Avro::Record(r) => Some(r.name.fullname(None)),
+            Avro::Enum(e) => Some(e.name.fullname(None)),
+            Avro::Fixed(f) => Some(f.name.fullname(None)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn decode(&self, body: &[u8]) -> Result<DecodedBody, String> {
+        use apache_avro::reader::datum::GenericDatumReader;
+        let reader = if self.references.is_empty() {
+            GenericDatumReader::builder(&self.schema).build()
+        } else {
+            GenericDatumReader::builder(&self.schema)
+                .writer_schemata(self.all())
+                .and_then(|builder| builder.build())
+        }
+        .map_err(|e| format!("the Avro schema does not resolve: {e}"))?;
+        let mut input = body;
+        let value = reader
+            .read_value(&mut input)
+            .map_err(|e| format!("the body does not decode with its Avro schema: {e}"))?;
+        if !input.is_empty() {
+            return Err(format!(
+                "the body does not decode with its Avro schema: {} bytes are left over",
+                input.len()
+            ));
+        }
+        let mut json = String::with_capacity(body.len() * 2);
+        self.write(&mut json, &value, &self.schema, 0)?;
+        Ok(DecodedBody {
+            json,
+            name: self.name(),
+        })
+    }
+
+    /// A JSON document resolved against the schema and written as Avro (for producers and tests).
+    pub(super) fn encode(&self, json: &str) -> Result<Vec<u8>, String> {
+        let json: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+        use apache_avro::writer::datum::GenericDatumWriter;
+        let value = Value::try_from(json)
+            .and_then(|value| value.resolve_schemata(&self.schema, self.all()))
+            .map_err(|e| format!("the JSON does not fit the Avro schema: {e}"))?;
+        let writer = if self.references.is_empty() {
+            GenericDatumWriter::builder(&self.schema).build()
+        } else {
+            GenericDatumWriter::builder(&self.schema)
+                .schemata(self.all())
+                .and_then(|builder| builder.build())
+        }
+        .map_err(|e| format!("the Avro schema does not resolve: {e}"))?;
+        writer
+            .write_value_to_vec(value)
+            .map_err(|e| format!("the JSON does not fit the Avro schema: {e}"))
+    }
+
+    /// The schema and its references, for resolving names across them.
+    fn all(&self) -> Vec<&Avro> {
+        self.references.iter().chain(std::iter::once(&self.schema)).collect()
+    }
+
+    fn resolve<'s>(&'s self, schema: &'s Avro) -> &'s Avro {
+        match schema {
+            Avro::Ref { name } => self.names.get(&name.fullname(None)).unwrap_or(schema),
+            _ => schema,
+        }
+    }
+
+    fn write(&self, out: &mut String, value: &Value, schema: &Avro, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("the Avro value nests deeper than {MAX_DEPTH} levels"));
+        }
+        let schema = self.resolve(schema);
+        match value {
+            Value::Null => out.push_str("null"),
+            Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => write_display(out, i),
+            Value::Long(i) => write_display(out, i),
+            Value::Float(f) => write_float(out, f64::from(*f)),
+            Value::Double(f) => write_float(out, *f),
+            Value::Bytes(bytes) | Value::Fixed(_, bytes) => write_base64(out, bytes),
+            Value::String(text) => write_str(out, text),
+            Value::Enum(_, symbol) => write_str(out, symbol),
+            Value::Union(index, inner) => {
+                let variant = match schema {
+                    Avro::Union(union) => union.variants().get(*index as usize).unwrap_or(schema),
+                    other => other,
+                };
+                self.write(out, inner, variant, depth + 1)?;
+            }
+            Value::Array(items) => {
+                let item_schema = match schema {
+                    Avro::Array(array) => &*array.items,
+                    other => other,
+                };
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.write(out, item, item_schema, depth + 1)?;
+                }
+                out.push(']');
+            }
+            Value::Map(entries) => {
+                let value_schema = match schema {
+                    Avro::Map(map) => &*map.types,
+                    other => other,
+                };
+                // In key order: the same value always reads the same.
+                let mut keys: Vec<&String> = entries.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, key);
+                    out.push(':');
+                    self.write(out, &entries[key], value_schema, depth + 1)?;
+                }
+                out.push('}');
+            }
+            Value::Record(fields) => {
+                let field_schemas = match schema {
+                    Avro::Record(record) => Some(&record.fields),
+                    _ => None,
+                };
+                out.push('{');
+                for (i, (name, field)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(out, name);
+                    out.push(':');
+                    let field_schema = field_schemas
+                        .and_then(|fields| fields.iter().find(|f| &f.name == name))
+                        .map_or(&Avro::Null, |f| &f.schema);
+                    self.write(out, field, field_schema, depth + 1)?;
+                }
+                out.push('}');
+            }
+            Value::Date(days) => match NaiveDate::from_ymd_opt(1970, 1, 1)
+                .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(i64::from(*days))))
+            {
+                Some(date) => write_str(out, &date.format("%Y-%m-%d").to_string()),
+                None => write_display(out, days),
+            },
+            Value::Decimal(decimal) => {
+                let scale = match schema {
+                    Avro::Decimal(d) => d.scale,
+                    _ => 0,
+                };
+                let bytes: Vec<u8> = decimal.try_into().map_err(|e| format!("an Avro decimal: {e}"))?;
+                write_str(out, &decimal_text(&bytes, scale)?);
+            }
+            Value::BigDecimal(decimal) => write_str(out, &decimal.to_string()),
+            Value::TimeMillis(ms) => write_time(out, i64::from(*ms) * 1_000_000, 3),
+            Value::TimeMicros(us) => write_time(out, us.saturating_mul(1_000), 6),
+            Value::TimestampMillis(ms) => write_timestamp(out, ms.saturating_mul(1_000_000), 3, true),
+            Value::TimestampMicros(us) => write_timestamp(out, us.saturating_mul(1_000), 6, true),
+            Value::TimestampNanos(ns) => write_timestamp(out, *ns, 9, true),
+            Value::LocalTimestampMillis(ms) => write_timestamp(out, ms.saturating_mul(1_000_000), 3, false),
+            Value::LocalTimestampMicros(us) => write_timestamp(out, us.saturating_mul(1_000), 6, false),
+            Value::LocalTimestampNanos(ns) => write_timestamp(out, *ns, 9, false),
+            Value::Duration(d) => {
+                let _ = write!(
+                    out,
+                    "{{\"months\":{},\"days\":{},\"millis\":{}}}",
+                    u32::from(d.months()),
+                    u32::from(d.days()),
+                    u32::from(d.millis())
+                );
+            }
+            Value::Uuid(uuid) => write_str(out, &uuid.to_string()),
+        }
+        Ok(())
+    }
+}
+
+/// The texts of every schema `raw` references, each once, dependencies first.
+fn collect_references(raw: &RawSchema, texts: &mut Vec<String>, depth: usize) -> Result<(), String> {
+    if depth > 16 {
+        return Err("the Avro schema's references nest deeper than 16 levels".into());
+    }
+    for (_, reference) in &raw.references {
+        if reference.kind != SchemaKind::Avro {
+            return Err("an Avro schema references a schema that is not Avro".into());
+        }
+        collect_references(reference, texts, depth + 1)?;
+        if !texts.contains(&reference.text) {
+            texts.push(reference.text.clone());
+        }
+    }
+    Ok(())
+}
+
+fn write_display(out: &mut String, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+fn write_float(out: &mut String, value: f64) {
+    match serde_json::Number::from_f64(value) {
+        Some(number) => write_display(out, number),
+        None => write_str(out, &value.to_string()),
+    }
+}
+
+fn write_str(out: &mut String, text: &str) {
+    // serde_json escapes exactly as JSON requires.
+    out.push_str(&serde_json::to_string(text).unwrap_or_else(|_| "\"\"".to_owned()));
+}
+
+fn write_base64(out: &mut String, bytes: &[u8]) {
+    out.push('"');
+    base64::engine::general_purpose::STANDARD.encode_string(bytes, out);
+    out.push('"');
+}
+
+fn write_time(out: &mut String, nanos_of_day: i64, digits: usize) {
+    let secs = nanos_of_day.div_euclid(1_000_000_000);
+    let nanos = nanos_of_day.rem_euclid(1_000_000_000);
+    match NaiveTime::from_num_seconds_from_midnight_opt(secs as u32, nanos as u32).filter(|_| secs < 86_400) {
+        Some(time) => {
+            let text = time.format("%H:%M:%S%.9f").to_string();
+            write_str(out, &text[..9 + digits]);
+        }
+        None => write_display(out, nanos_of_day),
+    }
+}
+
+fn write_timestamp(out: &mut String, nanos: i64, digits: usize, utc: bool) {
+    let time = DateTime::from_timestamp(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32);
+    match time {
+        Some(time) => {
+            let text = time.naive_utc().format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
+            let cut = &text[..text.len() - (9 - digits)];
+            write_str(out, &if utc { format!("{cut}Z") } else { cut.to_owned() });
+        }
+        None => write_display(out, nanos),
+    }
+}
+
+/// A decimal's unscaled big-endian two's-complement bytes, written with `scale` digits after the point.
+fn decimal_text(bytes: &[u8], scale: usize) -> Result<String, String> {
+    if bytes.len() > MAX_DECIMAL_BYTES {
+        return Err(format!(
+            "an Avro decimal of {} bytes is longer than {MAX_DECIMAL_BYTES}",
+            bytes.len()
+        ));
+    }
+    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut magnitude: Vec<u8> = bytes.to_vec();
+    if negative {
+        // Two's complement: invert and add one.
+        for b in magnitude.iter_mut() {
+            *b = !*b;
+        }
+        for b in magnitude.iter_mut().rev() {
+            let (sum, carry) = b.overflowing_add(1);
+            *b = sum;
+            if !carry {
+                break;
+            }
+        }
+    }
+    // Base 256 to base 10 by repeated division.
+    let mut digits = Vec::new();
+    while magnitude.iter().any(|b| *b != 0) {
+        let mut remainder = 0u32;
+        for b in magnitude.iter_mut() {
+            let current = (remainder << 8) | u32::from(*b);
+            *b = (current / 10) as u8;
+            remainder = current % 10;
+        }
+        digits.push(b'0' + remainder as u8);
+    }
+    while digits.len() <= scale {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    let (int, frac) = digits.split_at(digits.len() - scale);
+    let mut text = String::new();
+    if negative {
+        text.push('-');
+    }
+    text.push_str(std::str::from_utf8(int).unwrap_or("0"));
+    if scale > 0 {
+        text.push('.');
+        text.push_str(std::str::from_utf8(frac).unwrap_or_default());
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::schema::{confluent_frame, unframe, Schema};
+    use apache_avro::types::Record;
+
+    /// A record schema with every type the issue names: unions, enums, fixed, maps, arrays, a nested record,
+    /// and each logical type.
+    pub const ORDER_SCHEMA: &str = r#"{
+      "type": "record", "name": "OrderPlaced", "namespace": "com.shop.orders",
+      "fields": [
+        {"name": "orderId", "type": "string"},
+        {"name": "customerId", "type": ["null", "string"], "default": null},
+        {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+        {"name": "occurredAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "eventId", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "at", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "micros", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "checksum", "type": {"type": "fixed", "name": "Md5", "size": 4}},
+        {"name": "tags", "type": {"type": "map", "values": "int"}},
+        {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Line",
+          "fields": [{"name": "sku", "type": "string"}, {"name": "qty", "type": "int"},
+                     {"name": "note", "type": ["null", "string", "Line"], "default": null}]}}},
+        {"name": "ratio", "type": "double"},
+        {"name": "raw", "type": "bytes"},
+        {"name": "flag", "type": "boolean"}
+      ]}"#;
+
+    /// An OrderPlaced body, encoded by apache-avro's writer.
+    pub fn order_body(order_id: &str) -> Vec<u8> {
+        let schema = Avro::parse_str(ORDER_SCHEMA).unwrap();
+        let Avro::Record(record_schema) = &schema else { panic!() };
+        let line_schema = match &record_schema.fields[11].schema {
+            Avro::Array(a) => (*a.items).clone(),
+            _ => panic!(),
+        };
+        let mut record = Record::new(&schema).unwrap();
+        record.put("orderId", order_id);
+        record.put("customerId", Value::Union(1, Box::new(Value::String("c-9".into()))));
+        record.put("status", Value::Enum(1, "PAID".into()));
+        record.put("amount", Value::Decimal(apache_avro::Decimal::from(vec![0xfb, 0x2e]))); // -1234 -> -12.34
+        record.put("occurredAt", Value::TimestampMillis(1_700_000_000_123));
+        record.put(
+            "eventId",
+            Value::Uuid(apache_avro::Uuid::parse_str("6f1c2b1e-0000-4000-8000-000000000001").unwrap()),
+        );
+        record.put("day", Value::Date(19_700));
+        record.put("at", Value::TimeMillis(45_296_789));
+        record.put("micros", Value::TimestampMicros(1_700_000_000_123_456));
+        record.put("checksum", Value::Fixed(4, vec![1, 2, 3, 4]));
+        record.put(
+            "tags",
+            Value::Map([("b".to_owned(), Value::Int(2)), ("a".to_owned(), Value::Int(1))].into()),
+        );
+        let mut line = Record::new(&line_schema).unwrap();
+        line.put("sku", "sku-1");
+        line.put("qty", 2);
+        line.put("note", Value::Union(0, Box::new(Value::Null)));
+        record.put("lines", Value::Array(vec![line.into()]));
+        record.put("ratio", Value::Double(f64::NAN));
+        record.put("raw", Value::Bytes(vec![0xff, 0x00]));
+        record.put("flag", true);
+        apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(record)
+            .unwrap()
+    }
+
+    pub fn order_schema() -> Schema {
+        Schema::compile(&RawSchema::new(SchemaKind::Avro, ORDER_SCHEMA)).unwrap()
+    }
+
+    #[test]
+    fn every_avro_type_becomes_readable_json() {
+        let schema = order_schema();
+        assert_eq!(schema.name().as_deref(), Some("com.shop.orders.OrderPlaced"));
+        let framed = confluent_frame(1, &order_body("o-1"));
+        let Some(Ok(f)) = unframe(&framed) else { panic!() };
+        let decoded = schema.decode(&f).unwrap();
+        assert_eq!(decoded.name.as_deref(), Some("com.shop.orders.OrderPlaced"));
+        let json: serde_json::Value = serde_json::from_str(&decoded.json).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "orderId": "o-1", "customerId": "c-9", "status": "PAID", "amount": "-12.34",
+                "occurredAt": "2023-11-14T22:13:20.123Z", "eventId": "6f1c2b1e-0000-4000-8000-000000000001",
+                "day": "2023-12-09", "at": "12:34:56.789", "micros": "2023-11-14T22:13:20.123456Z",
+                "checksum": "AQIDBA==", "tags": {"a": 1, "b": 2},
+                "lines": [{"sku": "sku-1", "qty": 2, "note": null}],
+                "ratio": "NaN", "raw": "/wA=", "flag": true
+            })
+        );
+        // Fields keep the schema's order.
+        assert!(
+            decoded.json.starts_with(r#"{"orderId":"o-1","customerId":"c-9""#),
+            "{}",
+            decoded.json
+        );
+    }
+
+    #[test]
+    fn corrupt_truncated_and_foreign_bodies_are_errors_not_panics() {
+        let schema = order_schema();
+        let body = order_body("o-1");
+        for bad in [
+            body[..body.len() / 2].to_vec(),
+            vec![0xff; 64],
+            [&body[..], b"extra"].concat(),
+            b"{\"orderId\": \"o-1\"}".to_vec(),
+            Vec::new(),
+            // A string whose length claims far more bytes than the body has.
+            vec![0xfe, 0xff, 0xff, 0xff, 0x0f],
+        ] {
+            let framed = confluent_frame(1, &bad);
+            let Some(Ok(f)) = unframe(&framed) else { panic!() };
+            let error = schema.decode(&f).unwrap_err();
+            assert!(error.contains("Avro"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_schema_that_does_not_parse_is_an_error() {
+        for text in ["{", r#"{"type": "record"}"#, r#""NoSuchType""#] {
+            assert!(
+                Schema::compile(&RawSchema::new(SchemaKind::Avro, text)).is_err(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn references_resolve_named_types_from_other_schemas() {
+        let address = RawSchema::new(
+            SchemaKind::Avro,
+            r#"{"type": "record", "name": "Address", "namespace": "com.shop", "fields": [{"name": "city", "type": "string"}]}"#,
+        );
+        let mut customer = RawSchema::new(
+            SchemaKind::Avro,
+            r#"{"type": "record", "name": "Customer", "namespace": "com.shop", "fields": [{"name": "customerId", "type": "string"}, {"name": "home", "type": "com.shop.Address"}]}"#,
+        );
+        customer.references.push(("com.shop.Address".into(), address));
+        let schema = Schema::compile(&customer).unwrap();
+        // customerId "c-1", home.city "Oslo"
+        let body = [&[6u8][..], b"c-1", &[8], b"Oslo"].concat();
+        let framed = confluent_frame(2, &body);
+        let Some(Ok(f)) = unframe(&framed) else { panic!() };
+        assert_eq!(
+            schema.decode(&f).unwrap().json,
+            r#"{"customerId":"c-1","home":{"city":"Oslo"}}"#
+        );
+    }
+
+    #[test]
+    fn decimals_are_written_exactly_at_their_scale() {
+        assert_eq!(decimal_text(&[0x04, 0xd2], 2).unwrap(), "12.34");
+        assert_eq!(decimal_text(&[0xfb, 0x2e], 2).unwrap(), "-12.34");
+        assert_eq!(decimal_text(&[0x05], 3).unwrap(), "0.005");
+        assert_eq!(decimal_text(&[], 0).unwrap(), "0");
+        assert_eq!(decimal_text(&[0x80], 0).unwrap(), "-128");
+        assert_eq!(decimal_text(&[0xff; 16], 0).unwrap(), "-1");
+        assert_eq!(
+            decimal_text(
+                &[0x4b, 0x3b, 0x4c, 0xa8, 0x5a, 0x86, 0xc4, 0x7a, 0x09, 0x8a, 0x22, 0x3f, 0xff, 0xff, 0xff, 0xff],
+                0
+            )
+            .unwrap(),
+            "99999999999999999999999999999999999999"
+        );
+        assert!(decimal_text(&[1; 200], 0).is_err());
+    }
+}
