@@ -258,6 +258,7 @@ fn bench_pipeline(c: &mut Criterion) {
     let context = Context {
         received_at: Utc::now(),
         topic_services: &services,
+        schemas: shared::normalize::Schemas::none(),
     };
     let layout = Layout::default();
     let mut inputs: Vec<(String, u64, Vec<u8>)> = vec![

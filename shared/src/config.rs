@@ -71,11 +71,80 @@ pub struct IngestConfig {
     pub deadline_margin: Duration,
     /// Log record payloads (off by default: they carry customer data).
     pub log_payloads: bool,
+    /// Where the schemas of registry-framed records come from.
+    pub schemas: SchemaConfig,
+}
+
+/// Where schemas come from (README, "Formats"): a directory, a Confluent-compatible registry, AWS Glue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaConfig {
+    /// `SCHEMA_DIR`: `{id}.avsc`, `{id}.proto` and `{id}.json` files, asked first.
+    pub dir: Option<std::path::PathBuf>,
+    /// `SCHEMA_REGISTRY_URL`: a Confluent-compatible registry.
+    pub registry_url: Option<String>,
+    /// `SCHEMA_REGISTRY_BASIC_AUTH` (`key:secret`) or `SCHEMA_REGISTRY_BEARER_TOKEN`.
+    pub registry_auth: Option<crate::schema::registry::RegistryAuth>,
+    /// `SCHEMA_REGISTRY_SECRET_ARN`: a Secrets Manager secret with the credentials, read at cold start.
+    pub registry_secret_arn: Option<String>,
+    /// `GLUE_SCHEMA_REGISTRY` (`true` by default): ask AWS Glue for Glue-framed records' schemas.
+    pub glue: bool,
+    /// `SCHEMA_CACHE_SIZE`: how many schemas an instance keeps (1,000 by default).
+    pub cache_size: usize,
+}
+
+impl SchemaConfig {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        use crate::schema::registry::RegistryAuth;
+        let registry_url = optional(get, "SCHEMA_REGISTRY_URL");
+        if let Some(url) = &registry_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError {
+                    variable: "SCHEMA_REGISTRY_URL",
+                    problem: format!("{url:?} is not an http:// or https:// URL"),
+                });
+            }
+        }
+        let registry_auth = match (
+            optional(get, "SCHEMA_REGISTRY_BASIC_AUTH"),
+            optional(get, "SCHEMA_REGISTRY_BEARER_TOKEN"),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError {
+                    variable: "SCHEMA_REGISTRY_BASIC_AUTH",
+                    problem: "set it or SCHEMA_REGISTRY_BEARER_TOKEN, not both".into(),
+                })
+            }
+            (Some(info), None) => Some(RegistryAuth::basic(&info).ok_or_else(|| ConfigError {
+                variable: "SCHEMA_REGISTRY_BASIC_AUTH",
+                problem: "expected key:secret".into(),
+            })?),
+            (None, Some(token)) => Some(RegistryAuth::Bearer(token)),
+            (None, None) => None,
+        };
+        let glue = match optional(get, "GLUE_SCHEMA_REGISTRY").as_deref() {
+            None | Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "GLUE_SCHEMA_REGISTRY",
+                    problem: format!("{other:?} is not true or false"),
+                })
+            }
+        };
+        Ok(SchemaConfig {
+            dir: optional(get, "SCHEMA_DIR").map(Into::into),
+            registry_url,
+            registry_auth,
+            registry_secret_arn: optional(get, "SCHEMA_REGISTRY_SECRET_ARN"),
+            glue,
+            cache_size: number(get, "SCHEMA_CACHE_SIZE", 1_000, 1, 100_000)?,
+        })
+    }
 }
 
 impl IngestConfig {
     /// The variables this reads, for documentation and error messages.
-    pub const VARIABLES: [&'static str; 11] = [
+    pub const VARIABLES: [&'static str; 18] = [
         "TABLE_NAME",
         "PAYLOAD_BUCKET",
         "PAYLOAD_PREFIX",
@@ -87,6 +156,13 @@ impl IngestConfig {
         "FAILURE_MODE",
         "DEADLINE_MARGIN_MS",
         "LOG_PAYLOADS",
+        "SCHEMA_DIR",
+        "SCHEMA_REGISTRY_URL",
+        "SCHEMA_REGISTRY_BASIC_AUTH",
+        "SCHEMA_REGISTRY_BEARER_TOKEN",
+        "SCHEMA_REGISTRY_SECRET_ARN",
+        "GLUE_SCHEMA_REGISTRY",
+        "SCHEMA_CACHE_SIZE",
     ];
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -144,6 +220,7 @@ impl IngestConfig {
             failure_mode,
             deadline_margin: Duration::from_millis(number(get, "DEADLINE_MARGIN_MS", 1_500, 0, 60_000)?),
             log_payloads,
+            schemas: SchemaConfig::from_lookup(get)?,
         })
     }
 }

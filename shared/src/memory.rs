@@ -198,6 +198,7 @@ pub fn sample_records() -> Vec<Notification> {
     let context = crate::normalize::Context {
         received_at: chrono::Utc::now(),
         topic_services: &services,
+        schemas: crate::normalize::Schemas::none(),
     };
     (0..30i64)
         .map(|offset| {

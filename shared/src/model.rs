@@ -154,6 +154,10 @@ pub enum WarningCode {
     FieldTooLong,
     /// More warnings than [`MAX_WARNINGS`]; the rest are counted, not kept.
     MoreWarnings,
+    /// A framed value or key whose schema no source knows, or does not compile; stored undecoded.
+    SchemaUnknown,
+    /// A framed value or key that does not decode with its schema; stored undecoded.
+    Undecodable,
     /// Read back from the store, which keeps the message only.
     Stored,
 }
@@ -177,6 +181,8 @@ impl WarningCode {
             WarningCode::NoEventTime => "no-event-time",
             WarningCode::FieldTooLong => "field-too-long",
             WarningCode::MoreWarnings => "more-warnings",
+            WarningCode::SchemaUnknown => "schema-unknown",
+            WarningCode::Undecodable => "undecodable",
             WarningCode::Stored => "stored",
         }
     }
@@ -228,8 +234,20 @@ pub enum PayloadFormat {
     Tombstone,
     /// Confluent schema-registry framing around a JSON document.
     ConfluentJson,
-    /// Confluent schema-registry framing around a body that is not JSON (Avro or Protobuf).
+    /// Confluent schema-registry framing around a body that could not be decoded (with a warning saying why).
     ConfluentBinary,
+    /// Confluent framing around Avro, decoded with its schema.
+    ConfluentAvro,
+    /// Confluent framing around Protobuf, decoded with its schema.
+    ConfluentProtobuf,
+    /// AWS Glue Schema Registry framing around Avro, decoded with its schema.
+    GlueAvro,
+    /// AWS Glue Schema Registry framing around Protobuf, decoded with its schema.
+    GlueProtobuf,
+    /// AWS Glue Schema Registry framing around a JSON document.
+    GlueJson,
+    /// AWS Glue Schema Registry framing around a body that could not be decoded (with a warning saying why).
+    GlueBinary,
 }
 
 impl PayloadFormat {
@@ -241,6 +259,12 @@ impl PayloadFormat {
             PayloadFormat::Tombstone => "tombstone",
             PayloadFormat::ConfluentJson => "confluent-json",
             PayloadFormat::ConfluentBinary => "confluent-binary",
+            PayloadFormat::ConfluentAvro => "confluent-avro",
+            PayloadFormat::ConfluentProtobuf => "confluent-protobuf",
+            PayloadFormat::GlueAvro => "glue-avro",
+            PayloadFormat::GlueProtobuf => "glue-protobuf",
+            PayloadFormat::GlueJson => "glue-json",
+            PayloadFormat::GlueBinary => "glue-binary",
         }
     }
 
@@ -252,6 +276,12 @@ impl PayloadFormat {
             PayloadFormat::Tombstone,
             PayloadFormat::ConfluentJson,
             PayloadFormat::ConfluentBinary,
+            PayloadFormat::ConfluentAvro,
+            PayloadFormat::ConfluentProtobuf,
+            PayloadFormat::GlueAvro,
+            PayloadFormat::GlueProtobuf,
+            PayloadFormat::GlueJson,
+            PayloadFormat::GlueBinary,
         ]
         .into_iter()
         .find(|format| format.as_str() == text)
@@ -312,7 +342,75 @@ pub struct Notification {
     pub schema_id: Option<u32>,
     /// What a change event (Debezium) says about the change, when the value is one.
     pub change: Option<Change>,
+    /// A registry-framed value or key: its schema, and what it decoded to.
+    pub decoded: Option<Decoded>,
     pub warnings: Vec<Warning>,
+}
+
+/// Which schema framed a value or key (item only, not in the indexes' summaries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SchemaInfo {
+    /// `confluent` or `glue`.
+    pub registry: String,
+    /// The Confluent schema id in decimal, or the Glue schema version UUID.
+    pub id: String,
+    /// `avro`, `protobuf` or `json`, when the schema was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The Glue schema name, or the decoded record's or message's full name, or the JSON Schema's title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A registry-framed value or key decoded with its schema: the JSON text of each part that decoded, and the
+/// schema of each part that was framed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Decoded {
+    pub value: Option<String>,
+    pub value_schema: Option<SchemaInfo>,
+    pub key: Option<String>,
+    pub key_schema: Option<SchemaInfo>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredDecoded {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value_schema: Option<SchemaInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<Box<serde_json::value::RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_schema: Option<SchemaInfo>,
+}
+
+impl Decoded {
+    /// As one JSON document, the way the store keeps it.
+    pub fn to_json(&self) -> String {
+        let raw = |text: &Option<String>| {
+            text.as_ref()
+                .and_then(|t| serde_json::value::RawValue::from_string(t.clone()).ok())
+        };
+        serde_json::to_string(&StoredDecoded {
+            value: raw(&self.value),
+            value_schema: self.value_schema.clone(),
+            key: raw(&self.key),
+            key_schema: self.key_schema.clone(),
+        })
+        .unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Read back from [`Decoded::to_json`].
+    pub fn from_json(text: &str) -> Result<Decoded, String> {
+        let stored: StoredDecoded = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Decoded {
+            value: stored.value.map(|v| v.get().to_owned()),
+            value_schema: stored.value_schema,
+            key: stored.key.map(|v| v.get().to_owned()),
+            key_schema: stored.key_schema,
+        })
+    }
 }
 
 /// What a change-data-capture event (Debezium's envelope) says about the change, beside the row it carries.
@@ -348,6 +446,7 @@ impl Notification {
             payload: render_payload(self.payload.as_deref(), self.payload_format),
             payload_sha256: self.payload.as_deref().map(sha256_hex),
             change: self.change.clone(),
+            decoded: DecodedView::of(self.decoded.clone(), self.payload.as_deref(), self.payload_format),
         }
     }
 
@@ -359,6 +458,7 @@ impl Notification {
             payload_sha256: self.payload.as_deref().map(sha256_hex),
             summary,
             headers: self.headers,
+            decoded: DecodedView::of(self.decoded, self.payload.as_deref(), self.payload_format),
             change: self.change,
         }
     }
@@ -417,6 +517,7 @@ impl Summary {
         headers: Vec<Header>,
         payload: Option<Vec<u8>>,
         change: Option<Change>,
+        decoded: Option<Decoded>,
     ) -> Notification {
         Notification {
             id: self.id,
@@ -434,6 +535,7 @@ impl Summary {
             payload_format: self.payload_format,
             schema_id: self.schema_id,
             change,
+            decoded,
             warnings: self
                 .warnings
                 .into_iter()
@@ -463,6 +565,48 @@ pub struct NotificationView {
     /// What a change event says about the change (Debezium), when the value is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    #[serde(flatten)]
+    pub decoded: DecodedView,
+}
+
+/// A registry-framed record's decoding as answers show it: `decoded` (the value's JSON) and `schema`, and for a
+/// framed key `decoded_key` and `key_schema`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DecodedView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<Box<serde_json::value::RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded_key: Option<Box<serde_json::value::RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_schema: Option<SchemaInfo>,
+}
+
+impl DecodedView {
+    /// The view of a record's decoding; a JSON body (which the store keeps once, as the payload) is read back
+    /// from behind the payload's framing.
+    fn of(decoded: Option<Decoded>, payload: Option<&[u8]>, format: PayloadFormat) -> DecodedView {
+        let Some(mut decoded) = decoded else {
+            return DecodedView::default();
+        };
+        if decoded.value.is_none() && matches!(format, PayloadFormat::ConfluentJson | PayloadFormat::GlueJson) {
+            decoded.value = payload
+                .and_then(crate::schema::unframe)
+                .and_then(Result::ok)
+                .and_then(|framed| {
+                    let text = std::str::from_utf8(&framed.body).ok()?;
+                    Some(text.trim_start_matches('\u{feff}').trim().to_owned())
+                });
+        }
+        let raw = |text: Option<String>| text.and_then(|t| serde_json::value::RawValue::from_string(t).ok());
+        DecodedView {
+            decoded: raw(decoded.value),
+            schema: decoded.value_schema,
+            decoded_key: raw(decoded.key),
+            key_schema: decoded.key_schema,
+        }
+    }
 }
 
 /// A payload as shown in JSON answers, with `payload_encoding` saying how to read `payload`.
@@ -483,7 +627,7 @@ pub enum RenderedPayload {
 }
 
 /// Renders a payload for people: JSON payloads (also behind Confluent framing) as JSON, other UTF-8 as text,
-/// anything else as base64. JSON is shown exactly as written, at any depth: serde_json checks a raw value
+/// registry-framed bodies and anything else as base64. JSON is shown exactly as written, at any depth: serde_json checks a raw value
 /// without recursing and without a depth limit, and writes it out verbatim.
 pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> RenderedPayload {
     let Some(bytes) = payload else {
@@ -501,9 +645,14 @@ pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> Rendered
             }
         }
     }
+    // Registry framing is binary, whatever its body: shown as base64 (the decoded JSON is beside it).
+    let framed = !matches!(
+        format,
+        PayloadFormat::Json | PayloadFormat::Text | PayloadFormat::Binary | PayloadFormat::Tombstone
+    );
     match std::str::from_utf8(bytes) {
-        Ok(text) => RenderedPayload::Text(text.to_owned()),
-        Err(_) => RenderedPayload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Ok(text) if !framed => RenderedPayload::Text(text.to_owned()),
+        _ => RenderedPayload::Base64(base64::engine::general_purpose::STANDARD.encode(bytes)),
     }
 }
 

@@ -229,6 +229,10 @@ pub enum WriteError {
     /// A write that failed took its item with it, and the item could not be built again.
     #[error("its item could not be built again for a retry")]
     NotRebuilt,
+    /// The record is framed with a schema its registry could not be asked for (timeout, 5xx, throttling,
+    /// refused credentials): it is held back, not stored undecoded, so the trigger delivers it again.
+    #[error("its schema registry is unavailable: {0}")]
+    SchemaUnavailable(String),
 }
 
 impl WriteError {
@@ -239,6 +243,7 @@ impl WriteError {
             WriteError::Rejected(_) => "rejected",
             WriteError::OutOfTime { .. } => "out_of_time",
             WriteError::NotRebuilt => "not_rebuilt",
+            WriteError::SchemaUnavailable(_) => "schema_unavailable",
         }
     }
 }

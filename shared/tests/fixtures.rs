@@ -114,6 +114,28 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/messages")
 }
 
+/// The schemas of a fixture's framed value and key, from `fixtures/schemas` (`{id}.avsc`, `{id}.proto`, ...).
+fn schemas_for(message: &shared::model::KafkaMessage) -> shared::normalize::Schemas {
+    use shared::schema::registry::{FetchError, Resolution, SchemaDir};
+    let dir = SchemaDir::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schemas"));
+    let mut schemas = shared::normalize::Schemas::default();
+    for id in [message.value.as_deref(), message.key.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(shared::schema::schema_ref)
+    {
+        let resolution = match dir.read(&id) {
+            Ok(raw) => match shared::schema::Schema::compile(&raw) {
+                Ok(schema) => Resolution::Found(std::sync::Arc::new(schema)),
+                Err(why) => Resolution::Unknown(why),
+            },
+            Err(FetchError::Unknown(why) | FetchError::Unavailable(why)) => Resolution::Unknown(why),
+        };
+        schemas.insert(id, resolution);
+    }
+    schemas
+}
+
 fn fixture_paths() -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())
         .expect("fixtures/messages exists")
@@ -201,11 +223,13 @@ fn load(path: &Path) -> Result<Case, String> {
     let received_at = chrono::DateTime::parse_from_rfc3339(RECEIVED_AT)
         .map_err(|e| e.to_string())?
         .with_timezone(&Utc);
+    let schemas = schemas_for(message);
     let notification = normalize::normalize(
         message,
         &Context {
             received_at,
             topic_services: &topic_services,
+            schemas: &schemas,
         },
     );
     Ok(Case {

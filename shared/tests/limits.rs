@@ -68,6 +68,7 @@ proptest! {
         let context = Context {
             received_at: Utc.timestamp_opt(1_900_000_000, 0).unwrap(),
             topic_services: &services,
+            schemas: shared::normalize::Schemas::none(),
         };
         let n = normalize::normalize(&message, &context);
         prop_assert!(n.warnings.len() <= MAX_WARNINGS, "{} warnings", n.warnings.len());

@@ -44,6 +44,7 @@ fn normalize_message(message: &KafkaMessage) -> Notification {
         &Context {
             received_at: received_at(),
             topic_services: &map,
+            schemas: shared::normalize::Schemas::none(),
         },
     )
 }

@@ -161,7 +161,13 @@ impl TestEnv {
     pub fn ingest_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
         let config = self.ingest_config(extra);
         let store = DynamoStore::for_ingest(dynamodb_client(endpoint), s3_client(endpoint), &config);
-        ingest::handler::Ingest::new(Arc::new(store), config)
+        // Glue-framed records' schemas from the same endpoint's Glue Schema Registry (moto), as `make dev` does.
+        let schemas = shared::schema::registry::resolver_for(
+            &config.schemas,
+            None,
+            Some(aws_sdk_glue::Client::new(&sdk_config(endpoint))),
+        );
+        ingest::handler::Ingest::new(Arc::new(store), config).with_schemas(Arc::new(schemas))
     }
 
     pub fn ingest(&self, extra: &[(&str, &str)]) -> ingest::handler::Ingest {

@@ -14,6 +14,8 @@ use shared::decode::{self, DecodedEvent, EventError, KafkaTrigger};
 use shared::model::{KafkaMessage, Notification};
 use shared::normalize::{self, Context};
 use shared::ports::{Failure, NotificationSink, NotificationSource, WriteError};
+use shared::schema::registry::{Resolution, SchemaResolver, Schemas};
+use shared::schema::{schema_ref, SchemaRef};
 use tokio::time::Instant;
 
 /// The invocation budget used when the runtime gives no deadline (tests, local runs).
@@ -83,6 +85,8 @@ pub struct InvocationSummary {
     pub failed: usize,
     pub offloaded: usize,
     pub warnings: usize,
+    /// Records held back because their schema registry was unavailable (counted in `failed` too).
+    pub held_for_schema: usize,
     pub duration_ms: u64,
 }
 
@@ -90,12 +94,15 @@ pub struct InvocationSummary {
 pub struct Ingest {
     sink: Arc<dyn NotificationSink>,
     config: IngestConfig,
+    schemas: Arc<SchemaResolver>,
 }
 
 /// One batch's records as the sink takes them: each normalized only when its write is next, and counted and
 /// logged the first time.
 struct Batch<'a> {
     records: &'a [KafkaMessage],
+    /// The records to store, by index into `records` (those held back for their schema are not).
+    indices: Vec<usize>,
     context: Context<'a>,
     built: Vec<AtomicBool>,
     warnings: AtomicUsize,
@@ -104,15 +111,19 @@ struct Batch<'a> {
 
 impl NotificationSource for Batch<'_> {
     fn len(&self) -> usize {
-        self.records.len()
+        self.indices.len()
     }
 
     fn id(&self, index: usize) -> String {
-        self.records.get(index).map(KafkaMessage::id).unwrap_or_default()
+        self.indices
+            .get(index)
+            .and_then(|i| self.records.get(*i))
+            .map(KafkaMessage::id)
+            .unwrap_or_default()
     }
 
     fn build(&self, index: usize) -> Notification {
-        let notification = normalize::normalize(&self.records[index], &self.context);
+        let notification = normalize::normalize(&self.records[self.indices[index]], &self.context);
         let first = self.built.get(index).is_some_and(|b| !b.swap(true, Ordering::Relaxed));
         if first {
             self.warnings.fetch_add(notification.warnings.len(), Ordering::Relaxed);
@@ -129,8 +140,19 @@ impl NotificationSource for Batch<'_> {
 }
 
 impl Ingest {
+    /// An ingest with no schema source: registry-framed records are stored undecoded, with a warning.
     pub fn new(sink: Arc<dyn NotificationSink>, config: IngestConfig) -> Self {
-        Ingest { sink, config }
+        Ingest {
+            sink,
+            config,
+            schemas: Arc::new(SchemaResolver::none()),
+        }
+    }
+
+    /// The same ingest, decoding registry-framed records with schemas from `schemas`.
+    pub fn with_schemas(mut self, schemas: Arc<SchemaResolver>) -> Self {
+        self.schemas = schemas;
+        self
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -165,21 +187,43 @@ impl Ingest {
             bytes: event.records.iter().map(|m| m.value.as_ref().map_or(0, Vec::len)).sum(),
             ..Default::default()
         };
+        // The schemas of registry-framed records first, each id once; a registry that does not answer within
+        // half of what is left holds its records back.
+        let schemas = self.resolve_schemas(&event.records, deadline).await;
+        let mut held = Vec::new();
+        let mut indices = Vec::with_capacity(event.records.len());
+        for (index, record) in event.records.iter().enumerate() {
+            match unavailable_schema(record, &schemas) {
+                Some(why) => held.push(Failure {
+                    id: record.id(),
+                    error: Arc::new(WriteError::SchemaUnavailable(why)),
+                }),
+                None => indices.push(index),
+            }
+        }
         // Each record is normalized only when its write is next: a full batch of 10,000 records never holds
         // more than the items in flight. A record whose write must be sent again is built again; it is
         // counted and logged once.
         let batch = Batch {
             records: &event.records,
+            indices,
             context: Context {
                 received_at,
                 topic_services: &self.config.topic_services,
+                schemas: &schemas,
             },
             built: event.records.iter().map(|_| AtomicBool::new(false)).collect(),
             warnings: AtomicUsize::new(0),
             log_payloads: self.config.log_payloads,
         };
-        let report = self.sink.store(&batch, deadline).await;
-        let failures = report.failed;
+        let report = if batch.indices.is_empty() {
+            Default::default()
+        } else {
+            self.sink.store(&batch, deadline).await
+        };
+        summary.held_for_schema = held.len();
+        let mut failures = report.failed;
+        failures.extend(held);
         summary.warnings = batch.warnings.into_inner();
         summary.offloaded = report.offloaded;
         summary.stored = report.stored;
@@ -211,6 +255,45 @@ impl Ingest {
             failures,
         })
     }
+}
+
+impl Ingest {
+    async fn resolve_schemas(&self, records: &[KafkaMessage], deadline: Instant) -> Schemas {
+        let ids: Vec<SchemaRef> = records
+            .iter()
+            .flat_map(|r| [r.value.as_deref(), r.key.as_deref()])
+            .flatten()
+            .filter_map(schema_ref)
+            .collect();
+        if ids.is_empty() {
+            return Schemas::default();
+        }
+        let now = Instant::now();
+        let schemas = self
+            .schemas
+            .resolve(ids, now + deadline.saturating_duration_since(now) / 2)
+            .await;
+        let unavailable = schemas.unavailable().count();
+        if unavailable > 0 {
+            for (id, why) in schemas.unavailable().take(3) {
+                tracing::error!(schema = %id, error = %why, "schema registry unavailable; holding its records back");
+            }
+            metrics::counter!("SchemaRegistryErrors").increment(unavailable as u64);
+        }
+        schemas
+    }
+}
+
+/// Why a record must wait for its schema: its value or key is framed with one that could not be fetched.
+fn unavailable_schema(record: &KafkaMessage, schemas: &Schemas) -> Option<String> {
+    [record.value.as_deref(), record.key.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(schema_ref)
+        .find_map(|id| match schemas.get(&id) {
+            Some(Resolution::Unavailable(why)) => Some(format!("schema {id}: {why}")),
+            _ => None,
+        })
 }
 
 /// Every record not stored, by topic-partition and offset. AWS documents the Kafka partial batch response as
@@ -258,6 +341,7 @@ fn emit(summary: &InvocationSummary) {
         failed = summary.failed,
         offloaded = summary.offloaded,
         warnings = summary.warnings,
+        held_for_schema = summary.held_for_schema,
         duration_ms = summary.duration_ms,
         "invocation summary"
     );

@@ -32,7 +32,8 @@ async fn main() -> Result<(), Error> {
         shared::dynamo::s3_client(&aws),
         &config,
     );
-    let ingest = Arc::new(Ingest::new(Arc::new(store), config));
+    let schemas = ingest::schemas::resolver(&config.schemas, &aws).await?;
+    let ingest = Arc::new(Ingest::new(Arc::new(store), config).with_schemas(Arc::new(schemas)));
     metrics_cloudwatch_embedded::lambda::service::run(
         metrics,
         // The records are decoded while the runtime parses the event: no JSON tree of a 6 MB batch is built.

@@ -644,7 +644,10 @@
     row('Payload format', record.payload_format);
     row('Payload size', `${bytesText(record.payload_size)} (${record.payload_size} bytes)`);
     if (record.payload_sha256) row('Payload SHA-256', el('span', { class: 'mono', text: record.payload_sha256 }));
-    if (record.schema_id !== undefined) row('Schema id', String(record.schema_id));
+    const schemaText = (schema) => [schema.registry, schema.kind, schema.id, schema.name].filter(Boolean).join(' · ');
+    if (record.schema) row('Schema', el('span', { class: 'mono', text: schemaText(record.schema) }));
+    else if (record.schema_id !== undefined) row('Schema id', String(record.schema_id));
+    if (record.key_schema) row('Key schema', el('span', { class: 'mono', text: schemaText(record.key_schema) }));
     if (record.warnings && record.warnings.length) {
       row('Warnings', el('ul', { class: 'warnings' }, record.warnings.map((w) => el('li', {}, el('span', { class: 'warn', text: '⚠' }), ' ', w))));
     }
@@ -659,6 +662,17 @@
       main.append(el('table', { class: 'list' }, el('thead', {}, head), body));
     } else {
       main.append(el('p', { class: 'muted', text: 'No headers.' }));
+    }
+
+    // A registry-framed value (Avro, Protobuf, JSON Schema) decoded with its schema, beside its exact bytes.
+    for (const [name, title] of [['decoded', 'Decoded value'], ['decoded_key', 'Decoded key']]) {
+      const node = tree.entries.find(([k]) => k === name);
+      if (!node) continue;
+      main.append(el('h2', { text: title }));
+      const view = jsonView(node[1]);
+      view.removeAttribute('data-payload');
+      view.setAttribute('data-decoded', name);
+      main.append(view);
     }
 
     main.append(el('h2', { text: 'Payload' }));

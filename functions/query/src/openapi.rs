@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use serde::Serialize;
-use shared::model::{Change, Data, Extracted, Header, PayloadFormat, Summary};
+use shared::model::{Change, Data, Extracted, Header, PayloadFormat, SchemaInfo, Summary};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -30,6 +30,17 @@ pub struct NotificationDetail {
     /// For a change event (Debezium, bare or in Kafka Connect's JsonConverter wrapper): its operation, table,
     /// change time and connector. Absent for any other record.
     pub change: Option<Change>,
+    /// For a value framed by a schema registry (Confluent or AWS Glue) and decoded with its schema: the value
+    /// as JSON (Avro's JSON mapping with unions unwrapped, Protobuf's canonical JSON mapping, or the JSON
+    /// Schema body). `payload` keeps the exact bytes (base64). Absent when the value is not framed, did not
+    /// decode (a warning says why), or was too large to keep beside the payload.
+    pub decoded: Option<serde_json::Value>,
+    /// Which schema framed the value: registry, id (a Confluent id or a Glue version UUID), kind and name.
+    pub schema: Option<SchemaInfo>,
+    /// A registry-framed key, decoded.
+    pub decoded_key: Option<serde_json::Value>,
+    /// Which schema framed the key.
+    pub key_schema: Option<SchemaInfo>,
 }
 
 /// How `payload` is written.
@@ -66,6 +77,7 @@ pub enum PayloadEncoding {
         Summary,
         Extracted,
         Change,
+        SchemaInfo,
         Data,
         Header,
         PayloadFormat,

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 
 use super::table::{self, attr};
-use crate::model::{Change, Data, Extracted, Header, PayloadFormat, Summary};
+use crate::model::{Change, Data, Decoded, Extracted, Header, PayloadFormat, Summary};
 
 /// An item as the SDK takes it.
 pub type Item = HashMap<String, AttributeValue>;
@@ -95,6 +95,8 @@ pub struct StoredRecord {
     pub extras: Option<S3Pointer>,
     /// What a change event says about the change (only the item holds it, not the indexes).
     pub change: Option<Change>,
+    /// A registry-framed record's schemas and decoded JSON (only the item holds it).
+    pub decoded: Option<Decoded>,
 }
 
 /// Why an item could not be read as a record.
@@ -125,6 +127,20 @@ fn get_data(value: Option<&AttributeValue>) -> Option<Data> {
         Some(AttributeValue::B(blob)) => Some(Data::from_bytes(blob.as_ref().to_vec())),
         _ => None,
     }
+}
+
+/// The largest decoded JSON read back from its zstd form.
+const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
+
+fn get_decoded(item: &Item) -> Option<Decoded> {
+    let text = match (item.get(attr::DECODED), item.get(attr::DECODED_ZSTD)) {
+        (Some(AttributeValue::S(text)), _) => text.clone(),
+        (_, Some(AttributeValue::B(blob))) => {
+            String::from_utf8(decompress(blob.as_ref(), MAX_DECODED_BYTES).ok()?).ok()?
+        }
+        _ => return None,
+    };
+    Decoded::from_json(&text).ok()
 }
 
 fn get_change(item: &Item) -> Option<Change> {
@@ -246,6 +262,7 @@ pub fn record_from_item(item: &Item) -> Result<StoredRecord, ItemError> {
     Ok(StoredRecord {
         extras: get_pointer(item, attr::EXTRAS_S3),
         change: get_change(item),
+        decoded: get_decoded(item),
         summary,
         headers,
         payload,

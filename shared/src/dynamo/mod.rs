@@ -247,7 +247,7 @@ impl NotificationReader for DynamoStore {
             StoredPayload::S3(pointer) => Some(self.fetch(id, &pointer).await?),
         };
         Ok(Some(Found {
-            notification: summary.into_notification(headers, payload, record.change),
+            notification: summary.into_notification(headers, payload, record.change, record.decoded),
             link,
         }))
     }
@@ -287,6 +287,7 @@ mod tests {
             payload,
             schema_id: None,
             change: None,
+            decoded: None,
             warnings: Vec::new(),
         }
     }

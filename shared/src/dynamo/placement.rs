@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::codec::{change_value, data_value, headers_value, item_size, n, s, Item, ITEM_VERSION};
 use super::table::{self, attr, INDEXES};
-use crate::model::{Extracted, Notification};
+use crate::model::{Extracted, Notification, PayloadFormat};
 
 /// How items are laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,7 @@ pub fn prepare_owned(
         payload_format,
         schema_id,
         change,
+        decoded,
         warnings,
     } = notification;
     let mut item = Item::with_capacity(ITEM_ATTRIBUTES);
@@ -258,6 +259,27 @@ pub fn prepare_owned(
             }
         }
     }
+    // The decoded JSON, last: it can be made again from the payload and its schema, so when the item has no
+    // room left for it, it is left out (the API then answers the record without `decoded`).
+    if let Some(mut decoded) = decoded {
+        // A JSON body is the payload itself, behind its framing: not stored twice (the reader reads it back
+        // from the payload).
+        if matches!(payload_format, PayloadFormat::ConfluentJson | PayloadFormat::GlueJson) {
+            decoded.value = None;
+        }
+        let text = decoded.to_json();
+        let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
+        if text.len() >= layout.compress_min_bytes {
+            if let Some(c) = zstd::bulk::compress(text.as_bytes(), 3)
+                .ok()
+                .filter(|c| c.len() < text.len() && c.len() <= room)
+            {
+                item.insert(attr::DECODED_ZSTD.into(), AttributeValue::B(Blob::new(c)));
+            }
+        } else if text.len() <= room {
+            item.insert(attr::DECODED.into(), s(text));
+        }
+    }
     Ok(PreparedItem { id, item, blobs })
 }
 
@@ -309,6 +331,7 @@ mod tests {
             payload_format: PayloadFormat::Json,
             schema_id: None,
             change: None,
+            decoded: None,
             warnings: vec![Warning::new(WarningCode::NoEventTime, "w")],
         }
     }

@@ -44,6 +44,10 @@ pub mod attr {
     pub const SCHEMA_ID: &str = "schema_id";
     /// What a change event says about the change (a map; the item only, not in the indexes).
     pub const CHANGE: &str = "change";
+    /// A registry-framed record's schemas and decoded JSON (text; the item only, not in the indexes).
+    pub const DECODED: &str = "decoded";
+    /// The same, compressed with zstd.
+    pub const DECODED_ZSTD: &str = "decoded_zstd";
     pub const WARNINGS: &str = "warnings";
     /// The payload, inline.
     pub const PAYLOAD: &str = "payload";

@@ -18,13 +18,16 @@ pub mod vocabulary;
 
 use chrono::{DateTime, TimeZone, Utc};
 
+pub use crate::schema::registry::Schemas;
+
 pub use framing::classify;
 pub use numbers::decimal_text;
 pub use time::{format_time, parse_epoch, parse_time_text};
 pub use vocabulary::{canonical, is_canonical, TopicServiceMap};
 
 use crate::model::{
-    Change, Data, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode, MAX_FIELD_BYTES, MAX_WARNINGS,
+    Change, Data, Decoded, Extracted, Header, KafkaMessage, Notification, Warning, WarningCode, MAX_FIELD_BYTES,
+    MAX_WARNINGS,
 };
 use json::Json;
 use search::{collect_scopes, collect_scopes_at, find_field, find_time, own_id, HeaderIndex, Scope};
@@ -40,12 +43,32 @@ pub struct Context<'a> {
     /// When ingest received the record; becomes `received_at`.
     pub received_at: DateTime<Utc>,
     pub topic_services: &'a TopicServiceMap,
+    /// The schemas of the batch's registry-framed records, resolved beforehand
+    /// ([`crate::schema::registry::SchemaResolver`]); [`Schemas::none`] when there are none.
+    pub schemas: &'a Schemas,
 }
 
 /// Normalizes one record.
 pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification {
     let mut warnings = message.warnings.clone();
-    let (payload_format, schema_id, body) = classify(message.value.as_deref());
+    let value_framing = framing::read_framed(message.value.as_deref(), context.schemas, "value");
+    let key_framing = framing::read_framed(message.key.as_deref(), context.schemas, "key");
+    let (payload_format, schema_id, body) = match &value_framing {
+        Some(f) => (f.format, f.schema_id, f.decoded.as_deref()),
+        None => classify(message.value.as_deref()),
+    };
+    warnings.extend(
+        value_framing
+            .iter()
+            .chain(&key_framing)
+            .filter_map(|f| f.warning.clone()),
+    );
+    let decoded = (value_framing.is_some() || key_framing.is_some()).then(|| Decoded {
+        value: value_framing.as_ref().and_then(|f| f.decoded.clone()),
+        value_schema: value_framing.as_ref().map(|f| f.schema.clone()),
+        key: key_framing.as_ref().and_then(|f| f.decoded.clone()),
+        key_schema: key_framing.as_ref().map(|f| f.schema.clone()),
+    });
 
     let headers: Vec<Header> = message
         .headers
@@ -182,6 +205,7 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
         payload_format,
         schema_id,
         change,
+        decoded,
         warnings,
     }
 }
@@ -243,6 +267,7 @@ mod tests {
             &Context {
                 received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
                 topic_services: &map,
+                schemas: Schemas::none(),
             },
         )
     }
@@ -333,6 +358,7 @@ mod tests {
         let context = Context {
             received_at: Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
             topic_services: &map,
+            schemas: Schemas::none(),
         };
         let n = normalize(&message, &context);
         assert_eq!(n.warnings.len(), MAX_WARNINGS);

@@ -130,6 +130,15 @@ pub fn unframe(bytes: &[u8]) -> Option<Result<Framed<'_>, (SchemaRef, FrameError
     }
 }
 
+/// The schema a value or key is framed with, read from the header only (a Glue body is not inflated).
+pub fn schema_ref(bytes: &[u8]) -> Option<SchemaRef> {
+    match bytes {
+        [0, a, b, c, d, ..] => Some(SchemaRef::Confluent(u32::from_be_bytes([*a, *b, *c, *d]))),
+        [3, 0 | 5, rest @ ..] if rest.len() >= 16 => Some(SchemaRef::Glue(rest[..16].try_into().ok()?)),
+        _ => None,
+    }
+}
+
 fn inflate(body: &[u8]) -> Result<Vec<u8>, FrameError> {
     let mut out = Vec::new();
     let mut decoder = flate2::read::ZlibDecoder::new(body).take(MAX_INFLATED_BYTES as u64 + 1);

@@ -62,6 +62,12 @@ pub enum Resolution {
 pub struct Schemas(HashMap<SchemaRef, Resolution>);
 
 impl Schemas {
+    /// No schemas: every framed record reads as if its schema were unknown.
+    pub fn none() -> &'static Schemas {
+        static NONE: std::sync::LazyLock<Schemas> = std::sync::LazyLock::new(Schemas::default);
+        &NONE
+    }
+
     pub fn get(&self, schema: &SchemaRef) -> Option<&Resolution> {
         self.0.get(schema)
     }
@@ -217,6 +223,29 @@ impl Cache {
         self.order.push_back(id);
         cell
     }
+}
+
+/// The sources a configuration names, in the order they are asked: the directory, the Confluent registry
+/// (with `auth`, read from its secret by the caller when it is one), Glue (when `glue` is given).
+pub fn resolver_for(
+    config: &crate::config::SchemaConfig,
+    auth: Option<RegistryAuth>,
+    glue: Option<aws_sdk_glue::Client>,
+) -> SchemaResolver {
+    let mut sources: Vec<Arc<dyn SchemaSource>> = Vec::new();
+    if let Some(dir) = &config.dir {
+        sources.push(Arc::new(SchemaDir::new(dir)));
+    }
+    if let Some(url) = &config.registry_url {
+        sources.push(Arc::new(ConfluentRegistry::new(
+            url,
+            auth.or_else(|| config.registry_auth.clone()),
+        )));
+    }
+    if let (true, Some(client)) = (config.glue, glue) {
+        sources.push(Arc::new(GlueRegistry::new(client)));
+    }
+    SchemaResolver::new(sources, config.cache_size)
 }
 
 /// A directory of schema files: `{id}.avsc`, `{id}.proto`, `{id}.json`.

@@ -152,8 +152,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 &ingest_config,
             );
             line("ingest", "handler in-process");
+            let schema_config = ingest_config.schemas.clone();
             Arc::new(InProcess {
-                ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
+                ingest: Arc::new(
+                    ingest::handler::Ingest::new(Arc::new(store), ingest_config)
+                        .with_schemas(Arc::new(ingest::schemas::resolver(&schema_config, &aws).await?)),
+                ),
                 timeout: Duration::from_secs(60),
             })
         }

@@ -3,5 +3,6 @@
 
 pub mod console_cmd;
 pub mod dev;
+pub mod formats;
 pub mod normalize_cmd;
 pub mod produce;

@@ -40,6 +40,15 @@ pub struct ProduceArgs {
     /// Seed of the generator: the same seed sends the same events.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How values are written: plain JSON, or one OrderEvent schema (tools/cli/schemas) in Avro, Protobuf or
+    /// JSON Schema, framed for --registry.
+    #[arg(long, value_enum, default_value = "json", conflicts_with = "fixtures")]
+    pub format: crate::formats::Format,
+    /// Where the schema goes: `glue` (AWS Glue Schema Registry at the standard endpoint settings; values get
+    /// Glue framing) or `dir:PATH` (a SCHEMA_DIR folder; values get Confluent framing). Needed with --format
+    /// avro, protobuf or json-schema.
+    #[arg(long)]
+    pub registry: Option<crate::formats::Registry>,
 }
 
 /// Generates `count` events of whole order flows (pure, deterministic for a seed).
@@ -215,7 +224,14 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
                 headers: m.headers,
             })
             .collect(),
-        None => generate(args.count, args.seed, None),
+        None => match (args.format.kind(), &args.registry) {
+            (None, None) => generate(args.count, args.seed, None),
+            (None, Some(_)) => anyhow::bail!("--registry needs --format avro, protobuf or json-schema"),
+            (Some(_), None) => anyhow::bail!("--format {:?} needs --registry glue or dir:PATH", args.format),
+            (Some(_), Some(registry)) => {
+                crate::formats::encode_events(args.count, args.seed, None, args.format, registry).await?
+            }
+        },
     };
     if let Some(topic) = &args.topic {
         for message in &mut messages {

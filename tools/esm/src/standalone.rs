@@ -73,13 +73,17 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
         }),
         None => {
             let ingest_config = shared::config::IngestConfig::from_env()?;
+            let schema_config = ingest_config.schemas.clone();
             let store = shared::dynamo::DynamoStore::for_ingest(
                 local_stack::aws::dynamodb_client(&aws),
                 shared::dynamo::s3_client(&aws),
                 &ingest_config,
             );
             Arc::new(InProcess {
-                ingest: Arc::new(ingest::handler::Ingest::new(Arc::new(store), ingest_config)),
+                ingest: Arc::new(
+                    ingest::handler::Ingest::new(Arc::new(store), ingest_config)
+                        .with_schemas(Arc::new(ingest::schemas::resolver(&schema_config, &aws).await?)),
+                ),
                 timeout: Duration::from_secs(invoke.timeout_seconds),
             })
         }
