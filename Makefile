@@ -49,7 +49,7 @@ test: venv dynalite browser lint infra-lint ## Every suite: lint, unit, handler,
 
 .PHONY: dynalite-tier
 dynalite-tier: dynalite ## The integration suites again with dynalite as the DynamoDB server (moto keeps S3)
-	TEST_DYNAMODB=dynalite $(CARGO) test -p integration-tests --test ingest --test query --test bad_input --test observability
+	TEST_DYNAMODB=dynalite $(CARGO) test -p integration-tests --test ingest --test query --test bad_input --test observability --test formats
 
 .PHONY: tansu-tier
 tansu-tier: ## The end-to-end suite against Tansu, when Tansu is installed

@@ -40,7 +40,7 @@ impl Format {
         }
     }
 
-    fn schema_text(self) -> &'static str {
+    pub fn schema_text(self) -> &'static str {
         match self {
             Format::Avro => AVRO_SCHEMA,
             Format::Protobuf => PROTOBUF_SCHEMA,
@@ -146,50 +146,47 @@ pub fn typed_events(count: usize, seed: u64, topic: Option<&str>) -> Vec<(String
         .collect()
 }
 
-/// The messages of `count` flow steps, encoded in `format` and framed for `registry`.
-pub async fn encode_events(
+/// How a body is framed.
+pub type Framer = Box<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
+/// Confluent framing under schema id `id`, with the message-index path `[0]` before a Protobuf body.
+pub fn confluent_framer(format: Format, id: u32) -> Framer {
+    match format {
+        Format::Protobuf => {
+            Box::new(move |body| confluent_frame(id, &[confluent_message_indexes(&[0]), body.to_vec()].concat()))
+        }
+        _ => Box::new(move |body| confluent_frame(id, body)),
+    }
+}
+
+/// Glue framing with schema version `version` (zlib-compressed when `compress`), with the message index 0
+/// before a Protobuf body, as AWS's Glue Protobuf serializer writes it.
+pub fn glue_framer(format: Format, version: [u8; 16], compress: bool) -> Framer {
+    match format {
+        Format::Protobuf => Box::new(move |body| {
+            glue_frame(
+                version,
+                &[shared::schema::glue_prefix(0), body.to_vec()].concat(),
+                compress,
+            )
+        }),
+        _ => Box::new(move |body| glue_frame(version, body, compress)),
+    }
+}
+
+/// The messages of `count` flow steps, encoded in `format` and framed by `frame`.
+pub fn encode_flow(
     count: usize,
     seed: u64,
     topic: Option<&str>,
     format: Format,
-    registry: &Registry,
+    frame: &Framer,
 ) -> anyhow::Result<Vec<Outgoing>> {
     let kind = format
         .kind()
         .ok_or_else(|| anyhow::anyhow!("--format json needs no registry"))?;
     let schema = Schema::compile(&RawSchema::new(kind, format.schema_text()))
         .map_err(|e| anyhow::anyhow!("the {format:?} schema: {e}"))?;
-    let frame: Box<dyn Fn(&[u8]) -> Vec<u8>> = match registry {
-        Registry::Dir(path) => {
-            std::fs::create_dir_all(path)?;
-            let file = path.join(format!("{}.{}", format.confluent_id(), kind.extension()));
-            std::fs::write(&file, format.schema_text())?;
-            eprintln!("schema {} written to {}", format.confluent_id(), file.display());
-            let id = format.confluent_id();
-            match format {
-                Format::Protobuf => Box::new(move |body| {
-                    confluent_frame(id, &[confluent_message_indexes(&[0]), body.to_vec()].concat())
-                }),
-                _ => Box::new(move |body| confluent_frame(id, body)),
-            }
-        }
-        Registry::Glue => {
-            let aws = aws_config::load_from_env().await;
-            let version = register_in_glue(&aws_sdk_glue::Client::new(&aws), format).await?;
-            let uuid = match shared::schema::SchemaRef::parse(&version) {
-                Some(shared::schema::SchemaRef::Glue(uuid)) => uuid,
-                _ => anyhow::bail!("Glue answered schema version id {version:?}, not a UUID"),
-            };
-            eprintln!("schema registered in Glue: version {version}");
-            match format {
-                // AWS's Glue Protobuf serializer leads the body with the message's index (0: the only message).
-                Format::Protobuf => Box::new(move |body| {
-                    glue_frame(uuid, &[shared::schema::glue_prefix(0), body.to_vec()].concat(), false)
-                }),
-                _ => Box::new(move |body| glue_frame(uuid, body, false)),
-            }
-        }
-    };
     typed_events(count, seed, topic)
         .into_iter()
         .map(|(topic, key, event)| {
@@ -208,6 +205,44 @@ pub async fn encode_events(
             })
         })
         .collect()
+}
+
+/// The messages of `count` flow steps, encoded in `format` and framed for `registry` (where the schema is
+/// registered first).
+pub async fn encode_events(
+    count: usize,
+    seed: u64,
+    topic: Option<&str>,
+    format: Format,
+    registry: &Registry,
+) -> anyhow::Result<Vec<Outgoing>> {
+    let kind = format
+        .kind()
+        .ok_or_else(|| anyhow::anyhow!("--format json needs no registry"))?;
+    let frame = match registry {
+        Registry::Dir(path) => {
+            std::fs::create_dir_all(path)?;
+            let file = path.join(format!("{}.{}", format.confluent_id(), kind.extension()));
+            std::fs::write(&file, format.schema_text())?;
+            eprintln!("schema {} written to {}", format.confluent_id(), file.display());
+            confluent_framer(format, format.confluent_id())
+        }
+        Registry::Glue => {
+            let aws = aws_config::load_from_env().await;
+            let version = register_in_glue(&aws_sdk_glue::Client::new(&aws), format).await?;
+            eprintln!("schema registered in Glue registry {GLUE_REGISTRY}: version {version}");
+            glue_framer(format, glue_uuid(&version)?, false)
+        }
+    };
+    encode_flow(count, seed, topic, format, &frame)
+}
+
+/// A Glue schema version id as its 16 bytes.
+pub fn glue_uuid(version: &str) -> anyhow::Result<[u8; 16]> {
+    match shared::schema::SchemaRef::parse(version) {
+        Some(shared::schema::SchemaRef::Glue(uuid)) => Ok(uuid),
+        _ => anyhow::bail!("Glue answered schema version id {version:?}, not a UUID"),
+    }
 }
 
 /// The name of the Glue registry `produce` registers its schemas in.
