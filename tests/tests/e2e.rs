@@ -1029,3 +1029,86 @@ async fn a_debezium_change_stream_is_followed_by_order_id_through_the_api() {
     assert_eq!(deleted["change"]["op"], "d");
     assert_eq!(deleted["order_id"], order.to_string());
 }
+
+/// Registry formats end to end: Avro in Confluent framing with its schema in a `SCHEMA_DIR`, Protobuf and
+/// JSON in Glue framing with schemas registered in moto's Glue Schema Registry (as AWS's serializers would),
+/// produced to Kafka by `notifications produce`'s encoders, then found by order id through the API with their
+/// decoded values beside their exact bytes.
+#[tokio::test]
+async fn avro_protobuf_and_glue_json_are_found_by_order_id_with_their_decoded_values() {
+    use notifications_cli::formats::{
+        encode_events, encode_flow, glue_framer, glue_uuid, register_in_glue, Format, Registry,
+    };
+    let kafka = TestKafka::start();
+    let env = TestEnv::new().await;
+    let topic = unique("orders.typed");
+    kafka.create_topic(&topic, 2).await;
+    let dir = std::env::temp_dir().join(unique("schema-dir"));
+    let seed = rand::random::<u32>() as u64;
+    let mut messages = encode_events(4, seed, Some(&topic), Format::Avro, &Registry::Dir(dir.clone()))
+        .await
+        .unwrap();
+    let glue = aws_sdk_glue::Client::new(&integration_tests::sdk_config(&env.endpoint));
+    for (format, compress) in [(Format::Protobuf, true), (Format::JsonSchema, false)] {
+        let version = register_in_glue(&glue, format).await.unwrap();
+        let framer = glue_framer(format, glue_uuid(&version).unwrap(), compress);
+        messages.extend(encode_flow(4, seed, Some(&topic), format, &framer).unwrap());
+    }
+    let ingest = env.ingest_via(
+        &env.endpoint,
+        &[("DEADLINE_MARGIN_MS", "200"), ("SCHEMA_DIR", dir.to_str().unwrap())],
+    );
+    let mapping = Mapping::start(
+        mapping_config(&kafka, &unique("group"), &[&topic]),
+        Arc::new(InProcess {
+            ingest: Arc::new(ingest),
+            timeout: Duration::from_secs(20),
+        }),
+    );
+    let ids = send_tracked(&kafka, &messages).await;
+    wait_for_ids(&env, &ids, Duration::from_secs(60)).await;
+    mapping.stop().await;
+
+    let server = env.query_server().await;
+    let order = format!("ord-{seed}-000001");
+    let page = server.get_ok(&format!("/notifications?order_id={order}")).await;
+    let mut formats: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["payload_format"].as_str().unwrap())
+        .collect();
+    formats.sort();
+    assert_eq!(
+        formats,
+        [
+            "confluent-avro",
+            "confluent-avro",
+            "confluent-avro",
+            "confluent-avro",
+            "glue-json",
+            "glue-json",
+            "glue-json",
+            "glue-json",
+            "glue-protobuf",
+            "glue-protobuf",
+            "glue-protobuf",
+            "glue-protobuf"
+        ],
+        "{page}"
+    );
+    for item in page["items"].as_array().unwrap() {
+        assert_eq!(item["warnings"], json!([]), "{item}");
+        let record = server
+            .get_ok(&format!("/notifications/{}", item["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(record["decoded"]["orderId"], order.as_str(), "{record}");
+        assert_eq!(record["payload_encoding"], "base64");
+        assert_eq!(record["occurred_at"], item["occurred_at"]);
+        assert!(record["schema"]["kind"].is_string(), "{record}");
+    }
+    let created = &page["items"][0];
+    assert_eq!(created["event_type"], "OrderCreated", "{page}");
+    assert_eq!(created["occurred_at"], "2026-01-01T00:00:01.000000Z");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
