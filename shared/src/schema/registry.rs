@@ -766,6 +766,104 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An HTTP test double of a Confluent-compatible registry (no such registry installs here): answers each
+    /// request with the next canned `(status, body)` and records the request line and headers.
+    async fn confluent_double(answers: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = vec![0u8; 8192];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request[..n]).into_owned());
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn the_confluent_client_reads_schemas_with_references_and_auth_from_an_http_test_double() {
+        let (url, seen) = confluent_double(vec![
+            (
+                200,
+                r#"{"schemaType": "PROTOBUF", "schema": "syntax = \"proto3\"; import \"money.proto\"; message Order { string order_id = 1; Money total = 2; }", "references": [{"name": "money.proto", "subject": "money value", "version": 3}]}"#,
+            ),
+            (200, r#"{"subject": "money value", "version": 3, "id": 9, "schemaType": "PROTOBUF", "schema": "syntax = \"proto3\"; message Money { int64 units = 1; }"}"#),
+        ])
+        .await;
+        let registry = ConfluentRegistry::new(&format!("{url}/"), RegistryAuth::basic("key:secret"));
+        let raw = registry
+            .fetch(&SchemaRef::Confluent(12), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(raw.kind, SchemaKind::Protobuf);
+        assert_eq!(raw.references[0].0, "money.proto");
+        assert!(Schema::compile(&raw).is_ok());
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen[0].starts_with("GET /schemas/ids/12 "), "{}", seen[0]);
+        assert!(
+            seen[1].starts_with("GET /subjects/money%20value/versions/3 "),
+            "{}",
+            seen[1]
+        );
+        // key:secret in base64.
+        assert!(seen[0].contains("authorization: Basic a2V5OnNlY3JldA=="), "{}", seen[0]);
+    }
+
+    #[tokio::test]
+    async fn the_confluent_client_tells_unknown_ids_from_outages() {
+        let (url, seen) = confluent_double(vec![
+            (404, r#"{"error_code": 40403, "message": "Schema not found"}"#),
+            (401, r#"{"error_code": 401, "message": "Unauthorized"}"#),
+            (503, "{}"),
+            (429, "{}"),
+            (200, "<html>a proxy's login page</html>"),
+            (200, r#"{"schema": "{}", "schemaType": "XML"}"#),
+        ])
+        .await;
+        let registry = ConfluentRegistry::new(&url, Some(RegistryAuth::Bearer("t-1".into())));
+        let fetch = || registry.fetch(&SchemaRef::Confluent(5), Duration::from_secs(5));
+        assert!(matches!(fetch().await, Err(FetchError::Unknown(_))), "404 is content");
+        for what in [
+            "refused credentials",
+            "5xx",
+            "throttling",
+            "a body that is not a schema",
+        ] {
+            assert!(
+                matches!(fetch().await, Err(FetchError::Unavailable(_))),
+                "{what} is an outage"
+            );
+        }
+        assert!(
+            matches!(fetch().await, Err(FetchError::Unknown(_))),
+            "an unknown schemaType is content"
+        );
+        assert!(seen.lock().unwrap()[0]
+            .to_lowercase()
+            .contains("authorization: bearer t-1"));
+        // Nothing listening: an outage.
+        let closed = ConfluentRegistry::new("http://127.0.0.1:9", None);
+        assert!(matches!(
+            closed.fetch(&SchemaRef::Confluent(5), Duration::from_secs(2)).await,
+            Err(FetchError::Unavailable(_))
+        ));
+        assert!(!ConfluentRegistry::new(&url, None).serves(&SchemaRef::Glue([0; 16])));
+    }
+
     #[test]
     fn registry_secrets_read_in_every_documented_shape() {
         let basic = RegistryAuth::Basic {
