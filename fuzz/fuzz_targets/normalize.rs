@@ -10,9 +10,12 @@ use shared::decode;
 use shared::dynamo::codec::{self, StoredPayload};
 use shared::dynamo::placement::{self, Layout};
 use shared::model::{render_payload, KafkaMessage};
-use shared::normalize::{self, Context, TopicServiceMap};
+use shared::normalize::{self, Context, Schemas, TopicServiceMap};
+use std::sync::OnceLock;
 
 fn check(message: &KafkaMessage) {
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(shared::schema::sample_schemas);
     let topic_services = TopicServiceMap::parse("orders=order-service,pay*=payment-service").unwrap_or_default();
     let received_at = Utc.timestamp_opt(1_900_000_000, 0).single().unwrap_or_default();
     let n = normalize::normalize(
@@ -20,6 +23,7 @@ fn check(message: &KafkaMessage) {
         &Context {
             received_at,
             topic_services: &topic_services,
+            schemas,
         },
     );
     assert_eq!(n.payload, message.value, "the record changed the payload");
@@ -72,4 +76,25 @@ fuzz_target!(|data: &[u8]| {
         fingerprint: String::new(),
     };
     check(&message);
+
+    // The same bytes as the body of each registry framing the sample schemas know (Avro, Protobuf, JSON
+    // Schema; Glue plain and zlib), as value and as key.
+    let mut framed = vec![
+        shared::schema::confluent_frame(1, data),
+        shared::schema::confluent_frame(2, data),
+        shared::schema::confluent_frame(3, data),
+        shared::schema::glue_frame([0; 16], data, false),
+        shared::schema::glue_frame([1; 16], data, false),
+    ];
+    if data.len() < 4096 {
+        framed.push(shared::schema::glue_frame([0; 16], data, true));
+    }
+    for value in framed {
+        let message = KafkaMessage {
+            key: Some(value.clone()),
+            value: Some(value),
+            ..message.clone()
+        };
+        check(&message);
+    }
 });

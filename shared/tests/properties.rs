@@ -37,6 +37,12 @@ fn message(value: Option<Vec<u8>>, key: Option<Vec<u8>>, headers: Vec<(String, V
     }
 }
 
+/// The registry schemas every property normalizes with (`shared::schema::sample_schemas`).
+fn sample_schemas() -> &'static shared::normalize::Schemas {
+    static SCHEMAS: std::sync::OnceLock<shared::normalize::Schemas> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(shared::schema::sample_schemas)
+}
+
 fn normalize_message(message: &KafkaMessage) -> Notification {
     let map = TopicServiceMap::parse("orders=order-service,pay*=payment-service").unwrap();
     normalize::normalize(
@@ -44,7 +50,7 @@ fn normalize_message(message: &KafkaMessage) -> Notification {
         &Context {
             received_at: received_at(),
             topic_services: &map,
-            schemas: shared::normalize::Schemas::none(),
+            schemas: sample_schemas(),
         },
     )
 }
@@ -81,7 +87,12 @@ fn assert_payload_survives(message: &KafkaMessage) -> Result<Notification, TestC
         RenderedPayload::Base64(text) => {
             let decoded = base64::engine::general_purpose::STANDARD.decode(text).ok();
             prop_assert_eq!(decoded.as_deref(), payload);
-            prop_assert!(std::str::from_utf8(payload.unwrap_or_default()).is_err());
+            // Bytes that are not UTF-8, or a registry's framing (binary, whatever the body).
+            let framed = !matches!(
+                n.payload_format,
+                PayloadFormat::Json | PayloadFormat::Text | PayloadFormat::Binary
+            );
+            prop_assert!(framed || std::str::from_utf8(payload.unwrap_or_default()).is_err());
         }
         RenderedPayload::Text(text) => prop_assert_eq!(Some(text.as_bytes()), payload),
         RenderedPayload::Json(raw) => {
@@ -394,6 +405,64 @@ proptest! {
         let value = [framing, text.into_bytes()].concat();
         let headers = headers.into_iter().map(|(n, v)| (n, v.into_bytes())).collect();
         assert_payload_survives(&message(Some(value), None, headers))?;
+    }
+
+    #[test]
+    fn registry_framed_values_and_keys_never_panic_and_the_payload_survives(
+        body in prop::collection::vec(any::<u8>(), 0..512),
+        framing in 0..6usize,
+        as_key in any::<bool>(),
+    ) {
+        use shared::schema::{confluent_frame, glue_frame};
+        let framed = match framing {
+            0 => confluent_frame(1, &body),
+            1 => confluent_frame(2, &body),
+            2 => confluent_frame(3, &body),
+            3 => glue_frame([0; 16], &body, false),
+            4 => glue_frame([0; 16], &body, true),
+            _ => glue_frame([1; 16], &body, false),
+        };
+        let key = as_key.then(|| framed.clone());
+        let n = assert_payload_survives(&message(Some(framed), key, Vec::new()))?;
+        // Decoded or not, a framed value says which registry framed it; undecoded, a warning says why.
+        let format = n.payload_format.as_str();
+        prop_assert!(format.starts_with("confluent-") || format.starts_with("glue-"), "{}", format);
+        if format.ends_with("-binary") {
+            prop_assert!(!n.warnings.is_empty());
+        }
+        let view = serde_json::to_value(n.view()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(view["schema"]["id"].is_string(), "{}", view);
+    }
+
+    #[test]
+    fn avro_records_in_either_framing_are_found_by_their_ids_and_times(
+        order_id in "[A-Za-z0-9-]{1,40}",
+        customer in prop::option::of("[a-z0-9]{1,12}"),
+        ms in 946_684_800_000_i64..4_102_444_800_000,
+        glue in any::<bool>(),
+        compress in any::<bool>(),
+    ) {
+        use shared::schema::registry::Resolution;
+        use shared::schema::{confluent_frame, glue_frame, SchemaRef};
+        let (id, frame): (SchemaRef, Box<dyn Fn(&[u8]) -> Vec<u8>>) = if glue {
+            (SchemaRef::Glue([0; 16]), Box::new(move |b: &[u8]| glue_frame([0; 16], b, compress)))
+        } else {
+            (SchemaRef::Confluent(1), Box::new(|b: &[u8]| confluent_frame(1, b)))
+        };
+        let Some(Resolution::Found(schema)) = sample_schemas().get(&id) else { panic!("sample schema") };
+        let event = json!({"orderId": order_id, "customerId": customer, "occurredAt": ms,
+                           "amount": null, "tags": {"k": "v"}, "lines": [1, 2]});
+        let body = schema.encode(&event.to_string(), None).map_err(TestCaseError::fail)?;
+        let n = assert_payload_survives(&message(Some(frame(&body)), None, Vec::new()))?;
+        prop_assert_eq!(n.payload_format.as_str(), if glue { "glue-avro" } else { "confluent-avro" });
+        prop_assert_eq!(n.fields.order_id.as_deref(), Some(order_id.as_str()));
+        prop_assert_eq!(n.fields.customer_id.as_deref(), customer.as_deref());
+        let expected = Utc.timestamp_millis_opt(ms).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        prop_assert_eq!(&n.occurred_at, &expected);
+        prop_assert!(n.warnings.is_empty(), "{:?}", n.warnings);
+        let decoded: Value = serde_json::from_str(n.decoded.as_ref().and_then(|d| d.value.as_deref()).unwrap_or("null"))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&decoded["lines"], &json!([1, 2]));
     }
 
     #[test]

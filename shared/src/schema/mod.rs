@@ -358,6 +358,39 @@ impl Schema {
     }
 }
 
+/// Schemas for property tests and fuzzing: Confluent ids 1 (Avro), 2 (Protobuf) and 3 (JSON Schema); Glue
+/// versions `[0; 16]` (Avro) and `[1; 16]` (Protobuf).
+pub fn sample_schemas() -> registry::Schemas {
+    use registry::Resolution;
+    const AVRO: &str = r#"{"type": "record", "name": "OrderEvent", "namespace": "shop", "fields": [
+        {"name": "orderId", "type": "string"},
+        {"name": "customerId", "type": ["null", "string"], "default": null},
+        {"name": "occurredAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}], "default": null},
+        {"name": "tags", "type": {"type": "map", "values": "string"}},
+        {"name": "lines", "type": {"type": "array", "items": "long"}}]}"#;
+    const PROTO: &str = r#"syntax = "proto3"; package shop;
+        import "google/protobuf/timestamp.proto";
+        message OrderEvent { string order_id = 1; google.protobuf.Timestamp occurred_at = 2;
+          map<string, int64> tags = 3; repeated Line lines = 4; oneof pay { string card = 5; int32 points = 6; }
+          message Line { string sku = 1; uint32 qty = 2; } }"#;
+    let compile = |kind, text| {
+        Resolution::Found(std::sync::Arc::new(
+            Schema::compile(&RawSchema::new(kind, text)).expect("sample schema"),
+        ))
+    };
+    let mut schemas = registry::Schemas::default();
+    schemas.insert(SchemaRef::Confluent(1), compile(SchemaKind::Avro, AVRO));
+    schemas.insert(SchemaRef::Confluent(2), compile(SchemaKind::Protobuf, PROTO));
+    schemas.insert(
+        SchemaRef::Confluent(3),
+        compile(SchemaKind::Json, r#"{"title": "OrderEvent"}"#),
+    );
+    schemas.insert(SchemaRef::Glue([0; 16]), compile(SchemaKind::Avro, AVRO));
+    schemas.insert(SchemaRef::Glue([1; 16]), compile(SchemaKind::Protobuf, PROTO));
+    schemas
+}
+
 /// Runs a decoder, turning a panic in it into an error.
 fn guard<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
