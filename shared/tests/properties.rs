@@ -444,11 +444,8 @@ proptest! {
     ) {
         use shared::schema::registry::Resolution;
         use shared::schema::{confluent_frame, glue_frame, SchemaRef};
-        let (id, frame): (SchemaRef, Box<dyn Fn(&[u8]) -> Vec<u8>>) = if glue {
-            (SchemaRef::Glue([0; 16]), Box::new(move |b: &[u8]| glue_frame([0; 16], b, compress)))
-        } else {
-            (SchemaRef::Confluent(1), Box::new(|b: &[u8]| confluent_frame(1, b)))
-        };
+        let id = if glue { SchemaRef::Glue([0; 16]) } else { SchemaRef::Confluent(1) };
+        let frame = |b: &[u8]| if glue { glue_frame([0; 16], b, compress) } else { confluent_frame(1, b) };
         let Some(Resolution::Found(schema)) = sample_schemas().get(&id) else { panic!("sample schema") };
         let event = json!({"orderId": order_id, "customerId": customer, "occurredAt": ms,
                            "amount": null, "tags": {"k": "v"}, "lines": [1, 2]});

@@ -98,9 +98,12 @@ pub struct SchemaResolver {
     fetches: std::sync::atomic::AtomicU64,
 }
 
+/// A compiled schema, or why its text did not compile; filled once per id.
+type Slot = Arc<OnceCell<Result<Arc<Schema>, String>>>;
+
 struct Cache {
     capacity: usize,
-    entries: HashMap<SchemaRef, Arc<OnceCell<Result<Arc<Schema>, String>>>>,
+    entries: HashMap<SchemaRef, Slot>,
     order: VecDeque<SchemaRef>,
 }
 
@@ -206,7 +209,7 @@ impl SchemaResolver {
 }
 
 impl Cache {
-    fn entry(&mut self, id: SchemaRef) -> Arc<OnceCell<Result<Arc<Schema>, String>>> {
+    fn entry(&mut self, id: SchemaRef) -> Slot {
         if let Some(cell) = self.entries.get(&id) {
             return cell.clone();
         }
