@@ -237,6 +237,45 @@ fn fixture_values() -> Vec<(Vec<u8>, Headers)> {
         .collect()
 }
 
+/// `records` registry-framed order events in `kind` (Confluent id 1: Avro, 2: Protobuf; the sample schemas of
+/// `shared::schema::sample_schemas`), about 100 bytes each.
+fn framed_events(records: u64, confluent_id: u32) -> Vec<u8> {
+    use shared::schema::registry::Resolution;
+    use shared::schema::{confluent_frame, confluent_message_indexes, SchemaRef};
+    let schemas = shared::schema::sample_schemas();
+    let Some(Resolution::Found(schema)) = schemas.get(&SchemaRef::Confluent(confluent_id)) else {
+        panic!("sample schema {confluent_id}")
+    };
+    let mut rng = Rng(7);
+    let values = (0..records)
+        .map(|i| {
+            let order = format!("ord-{:08}", 100_000 + i / 4);
+            let customer = format!("cus-{:06}", rng.below(5_000));
+            let ms = START_MS + 37 * i as i64;
+            let (json, prefix) = if confluent_id == 1 {
+                (
+                    json!({"orderId": order, "customerId": customer, "occurredAt": ms, "amount": null,
+                           "tags": {"channel": "web"}, "lines": [1, 2, 3]}),
+                    Vec::new(),
+                )
+            } else {
+                (
+                    json!({"orderId": order, "occurredAt": iso(ms), "tags": {"channel": 1},
+                           "lines": [{"sku": "SKU-1", "qty": 2}], "card": "tok"}),
+                    confluent_message_indexes(&[0]),
+                )
+            };
+            let body = schema.encode(&json.to_string(), None).expect("encodes");
+            (
+                "orders",
+                confluent_frame(confluent_id, &[prefix, body].concat()),
+                Vec::new(),
+            )
+        })
+        .collect();
+    trigger_event(values)
+}
+
 /// What the ingest handler does before writing: decode, normalize, lay out. Returns the record count.
 fn pipeline(event: &[u8], context: &Context<'_>, layout: &Layout) -> usize {
     let Ok(decoded) = decode::decode_event_bytes(event) else {
@@ -258,12 +297,14 @@ fn bench_pipeline(c: &mut Criterion) {
     let context = Context {
         received_at: Utc::now(),
         topic_services: &services,
-        schemas: shared::normalize::Schemas::none(),
+        schemas: &shared::schema::sample_schemas(),
     };
     let layout = Layout::default();
     let mut inputs: Vec<(String, u64, Vec<u8>)> = vec![
         ("mixed_600B".into(), 1_000, generated(1_000, mixed_event)),
         ("order_1KB".into(), 500, generated(500, |r, i| sized_event(r, i, 1_024))),
+        ("confluent_avro".into(), 1_000, framed_events(1_000, 1)),
+        ("confluent_protobuf".into(), 1_000, framed_events(1_000, 2)),
         (
             "order_10KB".into(),
             100,
@@ -278,6 +319,22 @@ fn bench_pipeline(c: &mut Criterion) {
             .map(|(value, headers)| ("fixtures", value, headers))
             .collect();
         inputs.push(("fixture_mix".into(), count, trigger_event(values)));
+    }
+
+    // The framed inputs decode with their schemas: the benchmark measures decoding, not the fallback.
+    for (name, format) in [
+        ("confluent_avro", "confluent-avro"),
+        ("confluent_protobuf", "confluent-protobuf"),
+    ] {
+        let (_, _, event) = inputs.iter().find(|(n, _, _)| n == name).expect("framed input");
+        let first = &decode::decode_event_bytes(event).expect("event").records[0];
+        let n = normalize::normalize(first, &context);
+        assert_eq!(n.payload_format.as_str(), format, "{name}: {:?}", n.warnings);
+        assert!(
+            n.fields.order_id.is_some() && n.warnings.is_empty(),
+            "{name}: {:?}",
+            n.warnings
+        );
     }
 
     let mut group = c.benchmark_group("decode_normalize_prepare");

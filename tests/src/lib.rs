@@ -146,11 +146,16 @@ impl TestEnv {
         }
     }
 
-    /// The ingest configuration for this table and bucket, plus `extra` variables.
+    /// The ingest configuration for this table and bucket, plus `extra` variables. `SCHEMA_DIR` is the fixture
+    /// corpus's schemas (`fixtures/schemas`), as a deployment knows its topics' schemas.
     pub fn ingest_config(&self, extra: &[(&str, &str)]) -> IngestConfig {
         let mut pairs: Vec<(String, String)> = vec![
             ("TABLE_NAME".into(), self.table.clone()),
             ("PAYLOAD_BUCKET".into(), self.bucket.clone()),
+            (
+                "SCHEMA_DIR".into(),
+                workspace_root().join("fixtures/schemas").to_string_lossy().into_owned(),
+            ),
         ];
         pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         IngestConfig::from_lookup(&move |name| pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))

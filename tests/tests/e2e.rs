@@ -1045,7 +1045,7 @@ async fn avro_protobuf_and_glue_json_are_found_by_order_id_with_their_decoded_va
     kafka.create_topic(&topic, 2).await;
     let dir = std::env::temp_dir().join(unique("schema-dir"));
     let seed = rand::random::<u32>() as u64;
-    let mut messages = encode_events(4, seed, Some(&topic), Format::Avro, &Registry::Dir(dir.clone()))
+    let mut messages = encode_events(4, seed, Some(&topic), Format::Avro, &Registry::Dir(dir.clone()), None)
         .await
         .unwrap();
     let glue = aws_sdk_glue::Client::new(&integration_tests::sdk_config(&env.endpoint));

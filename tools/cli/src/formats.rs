@@ -215,6 +215,7 @@ pub async fn encode_events(
     topic: Option<&str>,
     format: Format,
     registry: &Registry,
+    glue_endpoint: Option<&str>,
 ) -> anyhow::Result<Vec<Outgoing>> {
     let kind = format
         .kind()
@@ -228,7 +229,11 @@ pub async fn encode_events(
             confluent_framer(format, format.confluent_id())
         }
         Registry::Glue => {
-            let aws = aws_config::load_from_env().await;
+            // A local endpoint (moto) with the local stack's dummy credentials and region, or AWS's settings.
+            let aws = match glue_endpoint {
+                Some(url) => local_stack::aws::local_config(url),
+                None => aws_config::load_from_env().await,
+            };
             let version = register_in_glue(&aws_sdk_glue::Client::new(&aws), format).await?;
             eprintln!("schema registered in Glue registry {GLUE_REGISTRY}: version {version}");
             glue_framer(format, glue_uuid(&version)?, false)
@@ -322,7 +327,7 @@ mod tests {
     async fn every_format_decodes_back_to_the_flow_with_its_ids() {
         let dir = std::env::temp_dir().join(format!("produce-formats-{}", std::process::id()));
         for format in [Format::Avro, Format::Protobuf, Format::JsonSchema] {
-            let messages = encode_events(8, 3, None, format, &Registry::Dir(dir.clone()))
+            let messages = encode_events(8, 3, None, format, &Registry::Dir(dir.clone()), None)
                 .await
                 .unwrap();
             let kind = format.kind().unwrap();

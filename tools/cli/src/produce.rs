@@ -49,6 +49,10 @@ pub struct ProduceArgs {
     /// avro, protobuf or json-schema.
     #[arg(long)]
     pub registry: Option<crate::formats::Registry>,
+    /// With --registry glue: a local Glue endpoint (moto; `make dev` keeps one at http://127.0.0.1:5000), used
+    /// with the local stack's dummy credentials and region. Without it, AWS's own settings.
+    #[arg(long)]
+    pub glue_endpoint: Option<String>,
 }
 
 /// Generates `count` events of whole order flows (pure, deterministic for a seed).
@@ -229,7 +233,15 @@ pub async fn run(args: &ProduceArgs) -> anyhow::Result<()> {
             (None, Some(_)) => anyhow::bail!("--registry needs --format avro, protobuf or json-schema"),
             (Some(_), None) => anyhow::bail!("--format {:?} needs --registry glue or dir:PATH", args.format),
             (Some(_), Some(registry)) => {
-                crate::formats::encode_events(args.count, args.seed, None, args.format, registry).await?
+                crate::formats::encode_events(
+                    args.count,
+                    args.seed,
+                    None,
+                    args.format,
+                    registry,
+                    args.glue_endpoint.as_deref(),
+                )
+                .await?
             }
         },
     };
