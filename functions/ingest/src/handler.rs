@@ -284,16 +284,15 @@ impl Ingest {
     }
 }
 
-/// Why a record must wait for its schema: its value or key is framed with one that could not be fetched.
+/// Why a record must wait for its schema: its value is framed with one that could not be fetched. (A key whose
+/// schema cannot be fetched does not hold its record back: keys that merely look framed are common, and a
+/// record's ids come from its value.)
 fn unavailable_schema(record: &KafkaMessage, schemas: &Schemas) -> Option<String> {
-    [record.value.as_deref(), record.key.as_deref()]
-        .into_iter()
-        .flatten()
-        .filter_map(schema_ref)
-        .find_map(|id| match schemas.get(&id) {
-            Some(Resolution::Unavailable(why)) => Some(format!("schema {id}: {why}")),
-            _ => None,
-        })
+    let id = schema_ref(record.value.as_deref()?)?;
+    match schemas.get(&id) {
+        Some(Resolution::Unavailable(why)) => Some(format!("schema {id}: {why}")),
+        _ => None,
+    }
 }
 
 /// Every record not stored, by topic-partition and offset. AWS documents the Kafka partial batch response as

@@ -269,15 +269,18 @@ pub fn prepare_owned(
         }
         let text = decoded.to_json();
         let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
-        if text.len() >= layout.compress_min_bytes {
-            if let Some(c) = zstd::bulk::compress(text.as_bytes(), 3)
-                .ok()
-                .filter(|c| c.len() < text.len() && c.len() <= room)
-            {
+        let compressed = (text.len() >= layout.compress_min_bytes)
+            .then(|| zstd::bulk::compress(text.as_bytes(), 3).ok())
+            .flatten()
+            .filter(|c| c.len() < text.len() && c.len() <= room);
+        match compressed {
+            Some(c) => {
                 item.insert(attr::DECODED_ZSTD.into(), AttributeValue::B(Blob::new(c)));
             }
-        } else if text.len() <= room {
-            item.insert(attr::DECODED.into(), s(text));
+            None if text.len() <= room => {
+                item.insert(attr::DECODED.into(), s(text));
+            }
+            None => {}
         }
     }
     Ok(PreparedItem { id, item, blobs })

@@ -52,7 +52,10 @@ pub struct Context<'a> {
 pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification {
     let mut warnings = message.warnings.clone();
     let value_framing = framing::read_framed(message.value.as_deref(), context.schemas, "value");
-    let key_framing = framing::read_framed(message.key.as_deref(), context.schemas, "key");
+    // A key is read as framed only when its schema is found: keys are often short binary values (Kafka's
+    // LongSerializer writes 8 big-endian bytes, most starting with 0) that merely look framed.
+    let key_framing =
+        framing::read_framed(message.key.as_deref(), context.schemas, "key").filter(|f| f.schema.kind.is_some());
     let (payload_format, schema_id, body) = match &value_framing {
         Some(f) => (f.format, f.schema_id, f.decoded.as_deref()),
         None => classify(message.value.as_deref()),

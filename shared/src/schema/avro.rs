@@ -19,6 +19,9 @@ use super::{DecodedBody, RawSchema, SchemaKind};
 /// The most bytes a decimal may have to be written out as decimal text (38 digits need 16).
 const MAX_DECIMAL_BYTES: usize = 128;
 
+/// The largest decimal scale written out (a registry's schema could ask for any).
+const MAX_DECIMAL_SCALE: usize = 1_000;
+
 /// Deeper values than this are not written out (a recursive schema can nest without end).
 const MAX_DEPTH: usize = 128;
 
@@ -32,6 +35,9 @@ pub(super) struct AvroSchema {
     references: Vec<Avro>,
     /// Every named type by its full name, to follow references while writing.
     names: HashMap<String, Avro>,
+    /// Whether a type refers to a named type (it may then recurse): bodies are first walked with a depth limit,
+    /// because apache-avro's decoder recurses without one, and a stack overflow aborts the process.
+    recursive: bool,
 }
 
 impl AvroSchema {
@@ -48,7 +54,7 @@ impl AvroSchema {
             Avro::parse_str_with_list(&raw.text, &texts)
                 .map_err(|e| format!("the Avro schema does not parse with its references: {e}"))?
         };
-        let names = {
+        let names: HashMap<String, Avro> = {
             let all: Vec<&Avro> = references.iter().chain(std::iter::once(&schema)).collect();
             let resolved =
                 ResolvedSchema::new_with_schemata(all).map_err(|e| format!("the Avro schema does not resolve: {e}"))?;
@@ -58,10 +64,15 @@ impl AvroSchema {
                 .map(|(name, schema)| (name.fullname(None), (*schema).clone()))
                 .collect()
         };
+        let recursive = std::iter::once(&schema)
+            .chain(references.iter())
+            .chain(names.values())
+            .any(has_ref);
         Ok(AvroSchema {
             schema,
             references,
             names,
+            recursive,
         })
     }
 
@@ -76,6 +87,11 @@ impl AvroSchema {
     }
 
     pub(super) fn decode(&self, body: &[u8]) -> Result<DecodedBody, String> {
+        if self.recursive {
+            let mut input = body;
+            self.skip(&mut input, &self.schema, 0)
+                .map_err(|e| format!("the body does not decode with its Avro schema: {e}"))?;
+        }
         use apache_avro::reader::datum::GenericDatumReader;
         let reader = if self.references.is_empty() {
             GenericDatumReader::builder(&self.schema).build()
@@ -128,6 +144,98 @@ impl AvroSchema {
         self.references.iter().chain(std::iter::once(&self.schema)).collect()
     }
 
+    /// Walks a datum without building it, refusing to nest deeper than [`MAX_DEPTH`].
+    fn skip(&self, input: &mut &[u8], schema: &Avro, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("the value nests deeper than {MAX_DEPTH} levels"));
+        }
+        let take = |input: &mut &[u8], n: usize| -> Result<(), String> {
+            if input.len() < n {
+                return Err("the body ends early".into());
+            }
+            *input = &input[n..];
+            Ok(())
+        };
+        let length = |input: &mut &[u8]| -> Result<usize, String> {
+            usize::try_from(read_long(input)?).map_err(|_| "a negative length".to_owned())
+        };
+        match self.resolve(schema) {
+            Avro::Null => {}
+            Avro::Boolean => take(input, 1)?,
+            Avro::Int
+            | Avro::Long
+            | Avro::Date
+            | Avro::TimeMillis
+            | Avro::TimeMicros
+            | Avro::TimestampMillis
+            | Avro::TimestampMicros
+            | Avro::TimestampNanos
+            | Avro::LocalTimestampMillis
+            | Avro::LocalTimestampMicros
+            | Avro::LocalTimestampNanos
+            | Avro::Enum(_) => {
+                read_long(input)?;
+            }
+            Avro::Float => take(input, 4)?,
+            Avro::Double => take(input, 8)?,
+            Avro::Bytes | Avro::String | Avro::BigDecimal => {
+                let n = length(input)?;
+                take(input, n)?
+            }
+            Avro::Fixed(f) | Avro::Duration(f) => take(input, f.size)?,
+            Avro::Decimal(d) => match &d.inner {
+                apache_avro::schema::InnerDecimalSchema::Fixed(f) => take(input, f.size)?,
+                apache_avro::schema::InnerDecimalSchema::Bytes => {
+                    let n = length(input)?;
+                    take(input, n)?
+                }
+            },
+            Avro::Uuid(u) => match u {
+                apache_avro::schema::UuidSchema::Fixed(f) => take(input, f.size)?,
+                _ => {
+                    let n = length(input)?;
+                    take(input, n)?
+                }
+            },
+            Avro::Union(union) => {
+                let index = usize::try_from(read_long(input)?).map_err(|_| "a negative union index".to_owned())?;
+                let variant = union.variants().get(index).ok_or("a union index out of range")?;
+                self.skip(input, variant, depth + 1)?;
+            }
+            Avro::Record(record) => {
+                for field in &record.fields {
+                    self.skip(input, &field.schema, depth + 1)?;
+                }
+            }
+            Avro::Array(_) | Avro::Map(_) => loop {
+                let mut count = read_long(input)?;
+                if count == 0 {
+                    break;
+                }
+                if count < 0 {
+                    count = count.checked_neg().ok_or("a block count out of range")?;
+                    read_long(input)?; // the block's size in bytes
+                }
+                for _ in 0..count {
+                    if input.is_empty() {
+                        return Err("the body ends early".into());
+                    }
+                    match self.resolve(schema) {
+                        Avro::Array(a) => self.skip(input, &a.items, depth + 1)?,
+                        Avro::Map(m) => {
+                            let n = length(input)?;
+                            take(input, n)?;
+                            self.skip(input, &m.types, depth + 1)?;
+                        }
+                        _ => unreachable!("an array or a map"),
+                    }
+                }
+            },
+            Avro::Ref { name } => return Err(format!("the type {} is not defined", name.fullname(None))),
+        }
+        Ok(())
+    }
+
     fn resolve<'s>(&'s self, schema: &'s Avro) -> &'s Avro {
         match schema {
             Avro::Ref { name } => self.names.get(&name.fullname(None)).unwrap_or(schema),
@@ -139,13 +247,20 @@ impl AvroSchema {
         if depth > MAX_DEPTH {
             return Err(format!("the Avro value nests deeper than {MAX_DEPTH} levels"));
         }
+        if out.len() > super::MAX_DECODED_JSON_BYTES {
+            return Err(format!(
+                "the Avro value's JSON is over {} bytes",
+                super::MAX_DECODED_JSON_BYTES
+            ));
+        }
         let schema = self.resolve(schema);
         match value {
             Value::Null => out.push_str("null"),
             Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
             Value::Int(i) => write_display(out, i),
             Value::Long(i) => write_display(out, i),
-            Value::Float(f) => write_float(out, f64::from(*f)),
+            Value::Float(f) if f.is_finite() => write_display(out, f),
+            Value::Float(f) => write_str(out, &f.to_string()),
             Value::Double(f) => write_float(out, *f),
             Value::Bytes(bytes) | Value::Fixed(_, bytes) => write_base64(out, bytes),
             Value::String(text) => write_str(out, text),
@@ -226,12 +341,12 @@ impl AvroSchema {
             Value::BigDecimal(decimal) => write_str(out, &decimal.to_string()),
             Value::TimeMillis(ms) => write_time(out, i64::from(*ms) * 1_000_000, 3),
             Value::TimeMicros(us) => write_time(out, us.saturating_mul(1_000), 6),
-            Value::TimestampMillis(ms) => write_timestamp(out, ms.saturating_mul(1_000_000), 3, true),
-            Value::TimestampMicros(us) => write_timestamp(out, us.saturating_mul(1_000), 6, true),
-            Value::TimestampNanos(ns) => write_timestamp(out, *ns, 9, true),
-            Value::LocalTimestampMillis(ms) => write_timestamp(out, ms.saturating_mul(1_000_000), 3, false),
-            Value::LocalTimestampMicros(us) => write_timestamp(out, us.saturating_mul(1_000), 6, false),
-            Value::LocalTimestampNanos(ns) => write_timestamp(out, *ns, 9, false),
+            Value::TimestampMillis(ms) => write_timestamp(out, *ms, 1_000, 3, true),
+            Value::TimestampMicros(us) => write_timestamp(out, *us, 1_000_000, 6, true),
+            Value::TimestampNanos(ns) => write_timestamp(out, *ns, 1_000_000_000, 9, true),
+            Value::LocalTimestampMillis(ms) => write_timestamp(out, *ms, 1_000, 3, false),
+            Value::LocalTimestampMicros(us) => write_timestamp(out, *us, 1_000_000, 6, false),
+            Value::LocalTimestampNanos(ns) => write_timestamp(out, *ns, 1_000_000_000, 9, false),
             Value::Duration(d) => {
                 let _ = write!(
                     out,
@@ -262,6 +377,32 @@ fn collect_references(raw: &RawSchema, texts: &mut Vec<String>, depth: usize) ->
         }
     }
     Ok(())
+}
+
+/// Whether a schema refers to a named type anywhere in it.
+fn has_ref(schema: &Avro) -> bool {
+    match schema {
+        Avro::Ref { .. } => true,
+        Avro::Array(a) => has_ref(&a.items),
+        Avro::Map(m) => has_ref(&m.types),
+        Avro::Union(u) => u.variants().iter().any(has_ref),
+        Avro::Record(r) => r.fields.iter().any(|f| has_ref(&f.schema)),
+        _ => false,
+    }
+}
+
+/// An Avro `long`: a zig-zag varint of at most 10 bytes.
+fn read_long(input: &mut &[u8]) -> Result<i64, String> {
+    let mut value = 0u64;
+    for shift in (0..70).step_by(7) {
+        let (&byte, rest) = input.split_first().ok_or("the body ends early")?;
+        *input = rest;
+        value |= u64::from(byte & 0x7f).checked_shl(shift).unwrap_or(0);
+        if byte & 0x80 == 0 {
+            return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+        }
+    }
+    Err("a long of more than 10 bytes".into())
 }
 
 fn write_display(out: &mut String, value: impl std::fmt::Display) {
@@ -298,20 +439,25 @@ fn write_time(out: &mut String, nanos_of_day: i64, digits: usize) {
     }
 }
 
-fn write_timestamp(out: &mut String, nanos: i64, digits: usize, utc: bool) {
-    let time = DateTime::from_timestamp(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32);
+/// `value` units (`per_second` to a second) since the epoch, with `digits` fractional digits.
+fn write_timestamp(out: &mut String, value: i64, per_second: i64, digits: usize, utc: bool) {
+    let nanos = value.rem_euclid(per_second) * (1_000_000_000 / per_second);
+    let time = DateTime::from_timestamp(value.div_euclid(per_second), nanos as u32);
     match time {
         Some(time) => {
             let text = time.naive_utc().format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
             let cut = &text[..text.len() - (9 - digits)];
             write_str(out, &if utc { format!("{cut}Z") } else { cut.to_owned() });
         }
-        None => write_display(out, nanos),
+        None => write_display(out, value),
     }
 }
 
 /// A decimal's unscaled big-endian two's-complement bytes, written with `scale` digits after the point.
 fn decimal_text(bytes: &[u8], scale: usize) -> Result<String, String> {
+    if scale > MAX_DECIMAL_SCALE {
+        return Err(format!("an Avro decimal's scale {scale} is over {MAX_DECIMAL_SCALE}"));
+    }
     if bytes.len() > MAX_DECIMAL_BYTES {
         return Err(format!(
             "an Avro decimal of {} bytes is longer than {MAX_DECIMAL_BYTES}",
@@ -514,6 +660,46 @@ pub(super) mod tests {
             schema.decode(&f).unwrap().json,
             r#"{"customerId":"c-1","home":{"city":"Oslo"}}"#
         );
+    }
+
+    #[test]
+    fn a_recursive_schema_with_a_body_nested_past_the_limit_is_an_error_not_a_stack_overflow() {
+        let schema = order_schema();
+        // One order whose line's note is a Line whose note is a Line... 100,000 levels deep (~300 KB).
+        let mut body = Vec::new();
+        body.extend_from_slice(&[2, b'o']); // orderId
+        body.push(0); // customerId: null
+        body.push(0); // status: NEW
+        body.push(0); // amount: 0 bytes
+        body.push(0); // occurredAt: 0
+        body.extend_from_slice(&[72]);
+        body.extend_from_slice(b"6f1c2b1e-0000-4000-8000-000000000001");
+        body.extend_from_slice(&[0, 0, 0]); // day, at, micros
+        body.extend_from_slice(&[1, 2, 3, 4]); // checksum
+        body.push(0); // tags: empty map
+        body.push(2); // lines: one block of one line
+        for _ in 0..100_000 {
+            body.extend_from_slice(&[0, 0, 4]); // sku "", qty 0, note: union branch 2 (Line)
+        }
+        let framed = confluent_frame(1, &body);
+        let Some(Ok(f)) = unframe(&framed) else { panic!() };
+        let error = schema.decode(&f).unwrap_err();
+        assert!(error.contains("deeper than"), "{error}");
+    }
+
+    #[test]
+    fn far_timestamps_and_floats_are_written_exactly() {
+        let mut out = String::new();
+        write_timestamp(&mut out, 253_402_300_799_999, 1_000, 3, true);
+        assert_eq!(out, "\"9999-12-31T23:59:59.999Z\"");
+        out.clear();
+        write_timestamp(&mut out, -1, 1_000_000, 6, false);
+        assert_eq!(out, "\"1969-12-31T23:59:59.999999\"");
+        let schema = Schema::compile(&RawSchema::new(SchemaKind::Avro, r#""float""#)).unwrap();
+        let framed = confluent_frame(1, &0.1f32.to_le_bytes());
+        let Some(Ok(f)) = unframe(&framed) else { panic!() };
+        assert_eq!(schema.decode(&f).unwrap().json, "0.1");
+        assert!(decimal_text(&[1], 5_000).is_err());
     }
 
     #[test]

@@ -24,8 +24,12 @@ use std::io::Read as _;
 
 use serde::{Deserialize, Serialize};
 
-/// The largest body a Glue zlib body may inflate to: a Kafka record's value is at most a few megabytes.
-pub const MAX_INFLATED_BYTES: usize = 16 * 1024 * 1024;
+/// The largest body decoded with its schema, and the most a Glue zlib body may inflate to: a decoded value takes
+/// many times its bytes in memory, and Kafka records are rarely over 1 MB. Larger bodies are kept undecoded.
+pub const MAX_INFLATED_BYTES: usize = 2 * 1024 * 1024;
+
+/// The most JSON text one decoded body may become.
+pub const MAX_DECODED_JSON_BYTES: usize = 8 * 1024 * 1024;
 
 /// Which registry, and which schema in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -316,6 +320,11 @@ impl Schema {
     /// Decodes a framed body (as [`unframe`] left it) into JSON text.
     pub fn decode(&self, framed: &Framed<'_>) -> Result<DecodedBody, String> {
         let body = &framed.body[..];
+        if body.len() > MAX_INFLATED_BYTES {
+            return Err(format!(
+                "the body is over {MAX_INFLATED_BYTES} bytes, too large to decode"
+            ));
+        }
         guard(|| match &self.compiled {
             Compiled::Avro(schema) => schema.decode(body),
             Compiled::Protobuf(schema) => match framed.schema {

@@ -4,7 +4,8 @@
 //!
 //! Which message a body holds:
 //! - Confluent: a message-index path leads the body (zig-zag varints: the path's length, then each index into
-//!   the file's messages, then into their nested messages; the path `[0]` as the single byte 0).
+//!   the file's messages, then into their nested messages, counting declared messages only as Confluent's
+//!   serializers do, not map entry types; the path `[0]` as the single byte 0).
 //! - Glue: one unsigned varint leads the body, the index of the message among all the file's messages, nested
 //!   ones included, sorted by full name (the order of AWS's `MessageIndexFinder`).
 
@@ -99,9 +100,11 @@ impl ProtoSchema {
         };
         let mut message: Option<MessageDescriptor> = None;
         for index in &path {
+            // Confluent's serializers count the messages the schema declares: not the entry types that `map<>`
+            // fields generate (which descriptors list among the nested messages).
             let found = usize::try_from(*index).ok().and_then(|i| match &message {
                 None => self.file.messages().nth(i),
-                Some(parent) => parent.child_messages().nth(i),
+                Some(parent) => parent.child_messages().filter(|m| !m.is_map_entry()).nth(i),
             });
             message = Some(found.ok_or_else(|| format!("the message-index path {path:?} names no message"))?);
         }
@@ -274,8 +277,9 @@ message Money { string currency = 1; int64 units = 2; }
         let line = schema
             .encode(r#"{"sku": "s", "qty": 3}"#, Some("shop.orders.OrderPlaced.Line"))
             .unwrap();
-        // protoc's order of nested types: the map field's entry type (declared first) is [0, 0], Line [0, 1].
-        let framed = confluent_frame(3, &[confluent_message_indexes(&[0, 1]), line].concat());
+        // Declared messages only, as Confluent's serializers count them: Line is [0, 0], though the descriptor
+        // lists the map field's generated entry type before it.
+        let framed = confluent_frame(3, &[confluent_message_indexes(&[0, 0]), line].concat());
         let Some(Ok(f)) = unframe(&framed) else { panic!() };
         let decoded = schema.decode(&f).unwrap();
         assert_eq!(decoded.name.as_deref(), Some("shop.orders.OrderPlaced.Line"));
@@ -288,7 +292,7 @@ message Money { string currency = 1; int64 units = 2; }
         let Some(Ok(f)) = unframe(&framed) else { panic!() };
         assert_eq!(schema.decode(&f).unwrap().json, r#"{"orderId":"o-2"}"#);
         // A path that names nothing, and a body cut inside its path.
-        for path in [vec![2], vec![0, 5], vec![-1], vec![1, 0]] {
+        for path in [vec![2], vec![0, 1], vec![0, 5], vec![-1], vec![1, 0]] {
             let framed = confluent_frame(3, &[confluent_message_indexes(&path), shipped.clone()].concat());
             let Some(Ok(f)) = unframe(&framed) else { panic!() };
             assert!(schema.decode(&f).unwrap_err().contains("names no message"), "{path:?}");

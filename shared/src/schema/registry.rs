@@ -98,8 +98,17 @@ pub struct SchemaResolver {
     fetches: std::sync::atomic::AtomicU64,
 }
 
-/// A compiled schema, or why its text did not compile; filled once per id.
-type Slot = Arc<OnceCell<Result<Arc<Schema>, String>>>;
+/// A compiled schema, or why there is none (no source knows the id, or its text did not compile) and when that
+/// was found; filled once per id.
+type Slot = Arc<OnceCell<Result<Arc<Schema>, (String, Instant)>>>;
+
+/// How long an id no source knows stays unknown before it is asked for again (a schema registered late).
+const UNKNOWN_TTL: Duration = Duration::from_secs(300);
+
+/// The most schema ids looked up for one batch, and how many at once: a batch of binary values that merely
+/// look framed must not flood a registry. Real batches carry a handful of ids.
+pub const MAX_IDS_PER_BATCH: usize = 100;
+const CONCURRENT_FETCHES: usize = 8;
 
 struct Cache {
     capacity: usize,
@@ -139,34 +148,55 @@ impl SchemaResolver {
 
     /// Resolves every id, concurrently, giving up on registries that do not answer at `deadline`.
     pub async fn resolve(&self, ids: impl IntoIterator<Item = SchemaRef>, deadline: Instant) -> Schemas {
+        use futures::StreamExt as _;
         let mut unique: Vec<SchemaRef> = ids.into_iter().collect();
         unique.sort();
         unique.dedup();
-        let results = futures::future::join_all(unique.iter().map(|id| self.resolve_one(*id, deadline))).await;
-        Schemas(unique.into_iter().zip(results).collect())
+        let skipped = unique.split_off(unique.len().min(MAX_IDS_PER_BATCH));
+        let mut schemas: HashMap<SchemaRef, Resolution> = futures::stream::iter(unique)
+            .map(|id| async move { (id, self.resolve_one(id, deadline).await) })
+            .buffer_unordered(CONCURRENT_FETCHES)
+            .collect()
+            .await;
+        for id in skipped {
+            let why = format!("more than {MAX_IDS_PER_BATCH} schema ids in one batch; {id} was not looked up");
+            schemas.insert(id, Resolution::Unknown(why));
+        }
+        Schemas(schemas)
     }
 
     async fn resolve_one(&self, id: SchemaRef, deadline: Instant) -> Resolution {
-        let cell = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            cache.entry(id)
-        };
-        let outcome = cell
-            .get_or_try_init(|| async {
-                match self.fetch(&id, deadline).await {
-                    Ok(raw) => Ok(Schema::compile(&raw)
-                        .map(Arc::new)
-                        .map_err(|e| format!("schema {} ({}): {e}", id, raw.kind.as_str()))),
-                    Err(error) => Err(error),
+        for _ in 0..2 {
+            let cell = {
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                cache.entry(id)
+            };
+            let outcome = cell
+                .get_or_try_init(|| async {
+                    match self.fetch(&id, deadline).await {
+                        Ok(raw) => Ok(Schema::compile(&raw)
+                            .map(Arc::new)
+                            .map_err(|e| (format!("schema {} ({}): {e}", id, raw.kind.as_str()), Instant::now()))),
+                        // Content: kept, so that junk which looks framed is not asked for again and again.
+                        Err(FetchError::Unknown(why)) => Ok(Err((why, Instant::now()))),
+                        Err(error) => Err(error),
+                    }
+                })
+                .await;
+            return match outcome {
+                Ok(Ok(schema)) => Resolution::Found(schema.clone()),
+                Ok(Err((why, at))) if at.elapsed() < UNKNOWN_TTL => Resolution::Unknown(why.clone()),
+                Ok(Err(_)) => {
+                    // Unknown long enough ago: forget it, and ask once more.
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    cache.forget(&id);
+                    continue;
                 }
-            })
-            .await;
-        match outcome {
-            Ok(Ok(schema)) => Resolution::Found(schema.clone()),
-            Ok(Err(why)) => Resolution::Unknown(why.clone()),
-            Err(FetchError::Unknown(why)) => Resolution::Unknown(why),
-            Err(FetchError::Unavailable(why)) => Resolution::Unavailable(why),
+                Err(FetchError::Unknown(why)) => Resolution::Unknown(why),
+                Err(FetchError::Unavailable(why)) => Resolution::Unavailable(why),
+            };
         }
+        Resolution::Unknown(format!("schema {id} is unknown"))
     }
 
     /// Asks the sources in order: the first that has the schema gives it; an outage of one, when none has it,
@@ -209,6 +239,11 @@ impl SchemaResolver {
 }
 
 impl Cache {
+    fn forget(&mut self, id: &SchemaRef) {
+        self.entries.remove(id);
+        self.order.retain(|o| o != id);
+    }
+
     fn entry(&mut self, id: SchemaRef) -> Slot {
         if let Some(cell) = self.entries.get(&id) {
             return cell.clone();
@@ -708,6 +743,19 @@ mod tests {
             schemas.get(&SchemaRef::Confluent(3)),
             Some(Resolution::Unknown(_))
         ));
+        // Content is kept: asked again, no source is asked again.
+        let calls = resolver.fetches();
+        let again = resolver
+            .resolve(
+                [SchemaRef::Confluent(2), SchemaRef::Confluent(3)],
+                Instant::now() + Duration::from_secs(5),
+            )
+            .await;
+        assert!(matches!(
+            again.get(&SchemaRef::Confluent(3)),
+            Some(Resolution::Unknown(_))
+        ));
+        assert_eq!(resolver.fetches(), calls);
         let none = SchemaResolver::none()
             .resolve([SchemaRef::Confluent(4)], Instant::now() + Duration::from_secs(1))
             .await;
@@ -737,6 +785,23 @@ mod tests {
         assert_eq!(source.calls.load(Ordering::SeqCst), 5, "the newest is still cached");
         resolver.resolve([SchemaRef::Confluent(0)], deadline).await;
         assert_eq!(source.calls.load(Ordering::SeqCst), 6, "the oldest was evicted");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_junk_that_looks_framed_asks_for_a_bounded_number_of_ids() {
+        let source = mock(0);
+        let resolver = SchemaResolver::new(vec![source.clone()], 1_000);
+        let ids = (0..500).map(SchemaRef::Confluent);
+        let schemas = resolver.resolve(ids, Instant::now() + Duration::from_secs(30)).await;
+        assert_eq!(source.calls.load(Ordering::SeqCst), MAX_IDS_PER_BATCH);
+        let Some(Resolution::Unknown(why)) = schemas.get(&SchemaRef::Confluent(499)) else {
+            panic!()
+        };
+        assert!(why.contains("not looked up"), "{why}");
+        assert!(matches!(
+            schemas.get(&SchemaRef::Confluent(1)),
+            Some(Resolution::Found(_))
+        ));
     }
 
     #[test]
