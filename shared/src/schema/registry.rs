@@ -655,13 +655,27 @@ mod tests {
         }
     }
 
+    impl MockSource {
+        fn new(schemas: impl IntoIterator<Item = (u32, RawSchema)>, outages: usize, delay: Duration) -> Arc<Self> {
+            Arc::new(MockSource {
+                schemas: schemas
+                    .into_iter()
+                    .map(|(id, raw)| (SchemaRef::Confluent(id), raw))
+                    .collect(),
+                outages: AtomicUsize::new(outages),
+                calls: AtomicUsize::new(0),
+                delay,
+            })
+        }
+    }
+
+    /// Schema 1 (JSON), answered after 20 ms, the first `outages` fetches failing.
     fn mock(outages: usize) -> Arc<MockSource> {
-        Arc::new(MockSource {
-            schemas: HashMap::from([(SchemaRef::Confluent(1), RawSchema::new(SchemaKind::Json, "{}"))]),
-            outages: AtomicUsize::new(outages),
-            calls: AtomicUsize::new(0),
-            delay: Duration::from_millis(20),
-        })
+        MockSource::new(
+            [(1, RawSchema::new(SchemaKind::Json, "{}"))],
+            outages,
+            Duration::from_millis(20),
+        )
     }
 
     #[tokio::test]
@@ -721,14 +735,8 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_ids_and_schemas_that_do_not_compile_are_content() {
-        let mut source = MockSource {
-            schemas: HashMap::from([(SchemaRef::Confluent(2), RawSchema::new(SchemaKind::Avro, "{"))]),
-            outages: AtomicUsize::new(0),
-            calls: AtomicUsize::new(0),
-            delay: Duration::ZERO,
-        };
-        source.delay = Duration::ZERO;
-        let resolver = SchemaResolver::new(vec![Arc::new(source)], 10);
+        let source = MockSource::new([(2, RawSchema::new(SchemaKind::Avro, "{"))], 0, Duration::ZERO);
+        let resolver = SchemaResolver::new(vec![source], 10);
         let schemas = resolver
             .resolve(
                 [SchemaRef::Confluent(2), SchemaRef::Confluent(3)],
@@ -767,14 +775,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_cache_is_bounded() {
-        let source = Arc::new(MockSource {
-            schemas: (0..5)
-                .map(|i| (SchemaRef::Confluent(i), RawSchema::new(SchemaKind::Json, "{}")))
-                .collect(),
-            outages: AtomicUsize::new(0),
-            calls: AtomicUsize::new(0),
-            delay: Duration::ZERO,
-        });
+        let source = MockSource::new(
+            (0..5).map(|i| (i, RawSchema::new(SchemaKind::Json, "{}"))),
+            0,
+            Duration::ZERO,
+        );
         let resolver = SchemaResolver::new(vec![source.clone()], 2);
         let deadline = Instant::now() + Duration::from_secs(5);
         for i in 0..5 {
