@@ -114,26 +114,22 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/messages")
 }
 
-/// The schemas of a fixture's framed value and key, from `fixtures/schemas` (`{id}.avsc`, `{id}.proto`, ...).
+/// The schemas of a fixture's framed value and key, from `fixtures/schemas` (`{id}.avsc`, `{id}.proto`, ...),
+/// through the resolver ingest uses.
 fn schemas_for(message: &shared::model::KafkaMessage) -> shared::normalize::Schemas {
-    use shared::schema::registry::{FetchError, Resolution, SchemaDir};
+    use shared::schema::registry::{SchemaDir, SchemaResolver};
     let dir = SchemaDir::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schemas"));
-    let mut schemas = shared::normalize::Schemas::default();
-    for id in [message.value.as_deref(), message.key.as_deref()]
+    let resolver = SchemaResolver::new(vec![std::sync::Arc::new(dir)], 10);
+    let ids = [message.value.as_deref(), message.key.as_deref()]
         .into_iter()
         .flatten()
-        .filter_map(shared::schema::schema_ref)
-    {
-        let resolution = match dir.read(&id) {
-            Ok(raw) => match shared::schema::Schema::compile(&raw) {
-                Ok(schema) => Resolution::Found(std::sync::Arc::new(schema)),
-                Err(why) => Resolution::Unknown(why),
-            },
-            Err(FetchError::Unknown(why) | FetchError::Unavailable(why)) => Resolution::Unknown(why),
-        };
-        schemas.insert(id, resolution);
-    }
-    schemas
+        .filter_map(shared::schema::schema_ref);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+        .block_on(resolver.resolve(ids, deadline))
 }
 
 fn fixture_paths() -> Vec<PathBuf> {
