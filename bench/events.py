@@ -150,6 +150,81 @@ def write_event(path: str, records: int = 10_000, seed: int = 7) -> int:
     return len(data)
 
 
+# The Avro batch: order events under one registered schema, as a Confluent serializer writes them (byte 0, the
+# 4-byte schema id, the Avro body). Enum, union, array of records and timestamp-millis: the usual shape.
+AVRO_SCHEMA_ID = 1
+AVRO_SCHEMA = {
+    "type": "record",
+    "name": "OrderEvent",
+    "namespace": "com.shop.orders",
+    "fields": [
+        {"name": "eventType", "type": {"type": "enum", "name": "OrderEventType",
+                                        "symbols": ["OrderCreated", "OrderConfirmed", "OrderCancelled"]}},
+        {"name": "eventId", "type": "string"},
+        {"name": "orderId", "type": "string"},
+        {"name": "customerId", "type": "string"},
+        {"name": "correlationId", "type": ["null", "string"], "default": None},
+        {"name": "occurredAt", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "source", "type": "string"},
+        {"name": "totalAmount", "type": "double"},
+        {"name": "items", "type": {"type": "array", "items": {
+            "type": "record", "name": "LineItem",
+            "fields": [{"name": "sku", "type": "string"}, {"name": "quantity", "type": "int"},
+                       {"name": "unitPrice", "type": "double"}]}}},
+        {"name": "shipTo", "type": ["null", "string"], "default": None},
+    ],
+}
+AVRO_PARTITIONS = 10
+
+
+def write_avro_event(path: str, records: int = 10_000, seed: int = 7) -> int:
+    """Writes a trigger batch of Confluent-framed Avro order events (topic `orders-avro`); returns its size."""
+    import io  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    from avro.io import BinaryEncoder, DatumWriter  # noqa: PLC0415 (inside the bench virtualenv)
+    from avro.schema import parse  # noqa: PLC0415
+
+    writer = DatumWriter(parse(json.dumps(AVRO_SCHEMA)))
+    rng = random.Random(seed)
+    groups: dict[str, list] = {f"orders-avro-{p}": [] for p in range(AVRO_PARTITIONS)}
+    offsets = {group: rng.randrange(1_000, 900_000) for group in groups}
+    for i in range(records):
+        n = 100_000 + i
+        corr = str(uuid.UUID(int=(seed << 64) ^ n, version=4))
+        t = START + timedelta(milliseconds=37 * i + rng.randrange(0, 30))
+        value, _ = _order(rng, n, t, corr)
+        value["occurredAt"] = t
+        buffer = io.BytesIO()
+        buffer.write(b"\0" + struct.pack(">I", AVRO_SCHEMA_ID))
+        writer.write(value, BinaryEncoder(buffer))
+        partition = n % AVRO_PARTITIONS
+        group = f"orders-avro-{partition}"
+        offsets[group] += 1
+        groups[group].append(
+            {
+                "topic": "orders-avro",
+                "partition": partition,
+                "offset": offsets[group],
+                "timestamp": int(t.timestamp() * 1000) + rng.randrange(1, 40),
+                "timestampType": "CREATE_TIME",
+                "key": base64.b64encode(f"ord-{n:08d}".encode()).decode(),
+                "value": base64.b64encode(buffer.getvalue()).decode(),
+                "headers": [],
+            }
+        )
+    event = {
+        "eventSource": "aws:kafka",
+        "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/shop/11111111-2222-3333-4444-555555555555-1",
+        "bootstrapServers": "b-1.shop.kafka.eu-west-1.amazonaws.com:9098",
+        "records": groups,
+    }
+    data = json.dumps(event, separators=(",", ":")).encode()
+    with open(path, "wb") as out:
+        out.write(data)
+    return len(data)
+
+
 def write_number_array_event(path: str, value_bytes: int = 4 * 1024 * 1024) -> int:
     """Writes an event of one record whose value is a JSON object holding an array of numbers of about
     `value_bytes` (the shape that once cost a tree node per number); returns the value's size in bytes."""

@@ -1,6 +1,7 @@
 """The peer of `make bench`: the ingest function written the way AWS documents it for Python.
 
-Powertools for AWS Lambda's Kafka consumer (`@kafka_consumer` with a JSON `SchemaConfig`) decodes the
+Powertools for AWS Lambda's Kafka consumer (`@kafka_consumer` with a JSON `SchemaConfig`, or with an Avro one
+when `PEER_AVRO_SCHEMA` names a schema file: Confluent-framed values, the schema given offline) decodes the
 trigger event; each record becomes the same kind of item the Rust function writes (id
 `{topic}:{partition}:{offset}`, Kafka metadata, key, headers, the ids found by canonical field name at the
 top level, in the usual envelopes and in `order: {id}`-style entities, the event time in RFC 3339 UTC, the
@@ -30,7 +31,16 @@ from aws_lambda_powertools.utilities.kafka import ConsumerRecords, SchemaConfig,
 from aws_lambda_powertools.utilities.kafka.exceptions import KafkaConsumerDeserializationError
 
 TABLE = boto3.resource("dynamodb").Table(os.environ["TABLE_NAME"])
-SCHEMA = SchemaConfig(value_schema_type="JSON")
+# The Avro batch: the schema given offline, the values framed by a Confluent serializer (Powertools' documented
+# set-up when the trigger itself does not resolve the registry).
+AVRO_SCHEMA_FILE = os.environ.get("PEER_AVRO_SCHEMA")
+if AVRO_SCHEMA_FILE:
+    with open(AVRO_SCHEMA_FILE) as f:
+        SCHEMA = SchemaConfig(value_schema_type="AVRO", value_schema=f.read(), value_schema_wire_format="CONFLUENT")
+    VALUE_FORMAT = "avro"
+else:
+    SCHEMA = SchemaConfig(value_schema_type="JSON")
+    VALUE_FORMAT = "json"
 
 ENVELOPES = ("metadata", "meta", "headers", "data", "payload", "detail", "body", "event", "attributes")
 ENTITIES = ("order", "customer", "payment", "shipment", "correlation")
@@ -106,6 +116,8 @@ def rfc3339(t: datetime) -> str:
 
 
 def parse_time(value) -> datetime | None:
+    if isinstance(value, datetime):  # Avro's timestamp-millis
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     try:
         if isinstance(value, str):
             if value.strip().replace(".", "", 1).isdigit():
@@ -138,7 +150,7 @@ def to_item(record, received_at: str) -> dict:
     payload = base64.b64decode(record.original_value) if record.original_value is not None else None
     try:
         doc = record.value if payload is not None else None
-        payload_format = "json" if payload is not None else "tombstone"
+        payload_format = VALUE_FORMAT if payload is not None else "tombstone"
     except KafkaConsumerDeserializationError:
         doc, payload_format = None, "binary"
     headers = {canonical(name): value for name, value in record.headers.items()}
