@@ -203,6 +203,9 @@ pub struct StoreReport {
     pub retries: u64,
     /// Records whose payload (or key and headers) went to the object store.
     pub offloaded: usize,
+    /// What the writes cost, in the store's write units as it reports them (DynamoDB: consumed write capacity,
+    /// table and indexes; 0 where the store does not say).
+    pub write_units: f64,
     /// The records not stored, in id order.
     pub failed: Vec<Failure>,
 }

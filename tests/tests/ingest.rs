@@ -257,6 +257,68 @@ async fn a_dynamodb_server_killed_with_writes_in_flight_keeps_every_write_it_ack
     let _ = std::fs::remove_dir_all(&data);
 }
 
+/// The WriteUnits metric is what DynamoDB reports it charged, and the item-size rules the price table uses
+/// (`table::write_units`) give the same figure. dynalite reports the table's units by DynamoDB's documented size
+/// rules (not the indexes'), so the table part is checked here; moto answers a constant 1 per request and cannot
+/// check it. Records span the 1 KB steps, from a tiny JSON event to a 20 KB one that is no longer compressible.
+#[tokio::test]
+async fn the_write_units_reported_are_what_the_item_size_rules_give() {
+    use shared::dynamo::table;
+    let dynalite = own_dynalite(None);
+    let router =
+        fault_proxy::start_split(&dynalite.endpoint, &integration_tests::aws_endpoint(), FaultPlan::NONE).await;
+    let env = TestEnv::on(&router.endpoint).await;
+    let ingest = env.ingest(&[]);
+    // Deterministic text that zstd cannot shrink much: a linear congruential sequence of letters.
+    let mut state = 7u64;
+    let mut text = |len: usize| -> String {
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (b'a' + (state >> 59) as u8 % 26) as char
+            })
+            .collect()
+    };
+    let sizes = [10, 300, 700, 900, 1_000, 1_100, 2_000, 3_000, 5_000, 9_000, 20_000];
+    let records: Vec<EventRecord> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| {
+            EventRecord::json(
+                "orders.units",
+                0,
+                i as i64,
+                json!({"eventType": "OrderCreated", "orderId": format!("o-{i}"), "customerId": "c-1", "note": text(*size)}),
+            )
+        })
+        .collect();
+    let (response, summary) = ingest
+        .process(event_bytes(&kafka_event(&records)), BUDGET)
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(summary.stored, sizes.len());
+    let items: Vec<_> = env
+        .scan(|scan| scan)
+        .await
+        .into_iter()
+        .flat_map(|page| page.items.unwrap_or_default())
+        .collect();
+    assert_eq!(items.len(), sizes.len());
+    let computed: Vec<table::WriteUnits> = items.iter().map(table::write_units).collect();
+    let table_units: u64 = computed.iter().map(|units| units.table).sum();
+    assert_eq!(
+        summary.write_units, table_units,
+        "reported by dynalite vs computed: {computed:?}"
+    );
+    // The records span several steps of 1 KB, and each is in the by_order and by_customer indexes.
+    assert!(table_units >= 20, "{computed:?}");
+    assert!(computed.iter().all(|units| units.indexes == 2), "{computed:?}");
+    drop(dynalite);
+}
+
 #[tokio::test]
 async fn records_that_are_not_json_are_stored_as_they_came() {
     let env = TestEnv::new().await;

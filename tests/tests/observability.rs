@@ -1,5 +1,5 @@
 //! What the ingest function tells its operators, against a real moto server: exactly one JSON summary line per
-//! invocation (records, bytes, stored, retried, failed, duration), CloudWatch Embedded Metric Format metrics for
+//! invocation (records, bytes, stored, retried, failed, write units, duration), CloudWatch Embedded Metric Format metrics for
 //! the same, and no payload in the logs unless `LOG_PAYLOADS=true`. Its own test binary: the metrics recorder is
 //! global to the process, so no other test may count into it.
 
@@ -81,6 +81,9 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
     assert_eq!(fields["stored"], 30);
     assert_eq!(fields["failed"], 0);
     assert!(fields["retried"].is_u64() && fields["duration_ms"].is_u64(), "{fields}");
+    // What the server said the writes cost (moto: 1 per request; dynalite: by item size).
+    assert!(summary.write_units > 0, "{summary:?}");
+    assert_eq!(fields["write_units"], summary.write_units);
     assert_eq!(found[0]["level"], "INFO");
     assert_eq!(summary.stored, 30);
     let text = serde_json::to_string(&lines).unwrap();
@@ -97,7 +100,8 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
     assert!(lines.iter().any(|l| l["level"] == "ERROR"), "{lines:?}");
 
     // Opted in: the payloads are logged.
-    env.ingest(&[("LOG_PAYLOADS", "true")])
+    let (_, opted_in) = env
+        .ingest(&[("LOG_PAYLOADS", "true")])
         .process(event_bytes(&event), BUDGET)
         .await
         .unwrap();
@@ -126,7 +130,13 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
         .filter_map(|m| m["Name"].as_str())
         .collect();
     // Counters that stayed at zero (retries, failures) are not emitted, as in the function.
-    for name in ["RecordsReceived", "BytesReceived", "RecordsStored", "EventsRejected"] {
+    for name in [
+        "RecordsReceived",
+        "BytesReceived",
+        "RecordsStored",
+        "EventsRejected",
+        "WriteUnits",
+    ] {
         assert!(declared.contains(&name), "{name} not declared: {documents:?}");
     }
     assert!(documents
@@ -136,4 +146,8 @@ async fn one_summary_line_and_emf_metrics_per_invocation_and_no_payload_in_the_l
     assert_eq!(metric("RecordsStored"), 60.0);
     assert_eq!(metric("BytesReceived"), 2.0 * bytes as f64);
     assert_eq!(metric("EventsRejected"), 1.0);
+    assert_eq!(
+        metric("WriteUnits"),
+        (summary.write_units + opted_in.write_units) as f64
+    );
 }

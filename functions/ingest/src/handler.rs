@@ -84,6 +84,8 @@ pub struct InvocationSummary {
     pub retried: u64,
     pub failed: usize,
     pub offloaded: usize,
+    /// Write capacity units the store reported for the writes (table and indexes): what the batch cost.
+    pub write_units: u64,
     pub warnings: usize,
     /// Records held back because their schema registry was unavailable (counted in `failed` too).
     pub held_for_schema: usize,
@@ -228,6 +230,8 @@ impl Ingest {
         summary.offloaded = report.offloaded;
         summary.stored = report.stored;
         summary.retried = report.retries;
+        // Whole units: DynamoDB charges writes in whole units.
+        summary.write_units = report.write_units.ceil() as u64;
         summary.failed = failures.len();
         summary.duration_ms = started.elapsed().as_millis() as u64;
         emit(&summary);
@@ -339,6 +343,7 @@ fn emit(summary: &InvocationSummary) {
         retried = summary.retried,
         failed = summary.failed,
         offloaded = summary.offloaded,
+        write_units = summary.write_units,
         warnings = summary.warnings,
         held_for_schema = summary.held_for_schema,
         duration_ms = summary.duration_ms,
@@ -350,6 +355,7 @@ fn emit(summary: &InvocationSummary) {
     metrics::counter!("WriteRetries").increment(summary.retried);
     metrics::counter!("RecordsFailed").increment(summary.failed as u64);
     metrics::counter!("PayloadsOffloaded").increment(summary.offloaded as u64);
+    metrics::counter!("WriteUnits").increment(summary.write_units);
     metrics::histogram!("IngestDurationMs").record(summary.duration_ms as f64);
 }
 

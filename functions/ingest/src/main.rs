@@ -21,12 +21,7 @@ async fn main() -> Result<(), Error> {
         .lambda_cold_start_metric("ColdStart")
         .with_lambda_request_id("RequestId")
         .init()?;
-    // Retries are the writer's job (within the invocation's deadline, each request cut off there), not the SDK's.
-    let aws = aws_config::load_from_env()
-        .await
-        .into_builder()
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
+    let aws = shared::dynamo::ingest_sdk_config(aws_config::load_from_env().await);
     let store = DynamoStore::for_ingest(
         aws_sdk_dynamodb::Client::new(&aws),
         shared::dynamo::s3_client(&aws),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::Item;
-use super::sdk::{BatchPut, BlobGet, BlobPut, BlobRead, IndexRead, ItemGet, RawPage};
+use super::sdk::{BatchPut, BlobGet, BlobPut, BlobRead, IndexRead, ItemGet, RawPage, Written};
 use super::table;
 use crate::error::{Retry, StoreError};
 use crate::ports::IndexQuery;
@@ -77,7 +77,7 @@ fn down() -> StoreError {
 
 #[async_trait]
 impl BatchPut for MockTable {
-    async fn batch_put(&self, mut items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    async fn batch_put(&self, mut items: Vec<Item>) -> Result<Written, StoreError> {
         let mut state = self.lock();
         state.batch_calls += 1;
         if state.faults.down {
@@ -104,11 +104,17 @@ impl BatchPut for MockTable {
             let keep = items.len().saturating_sub(state.faults.unprocess_items);
             unprocessed = items.split_off(keep);
         }
+        // Charged as DynamoDB charges a put of a new item, table and indexes.
+        let mut write_units = 0.0;
         for item in items {
+            write_units += table::write_units(&item).total() as f64;
             let id = s(&item, table::PARTITION_KEY).unwrap_or_default();
             state.items.insert(id, item);
         }
-        Ok(unprocessed)
+        Ok(Written {
+            unprocessed,
+            write_units,
+        })
     }
 }
 

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 pub use placement::Layout;
-pub use sdk::s3_client;
+pub use sdk::{ingest_sdk_config, s3_client};
 pub use writer::WriteOptions;
 
 use crate::model::Notification;
@@ -332,6 +332,10 @@ mod tests {
         assert_eq!(report.stored, 100);
         assert!(report.failed.is_empty());
         assert!(report.retries >= 7, "{report:?}");
+        // The units the table reported, summed over every request: each item charged once, when it was
+        // processed (the mock charges a small item 1 unit, and 1 for its by_order entry), not when it was left
+        // unprocessed or throttled.
+        assert_eq!(report.write_units, 200.0, "{report:?}");
     }
 
     #[tokio::test]

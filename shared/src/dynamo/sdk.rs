@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
 
 use super::codec::Item;
 use super::retry::classify;
@@ -12,11 +12,28 @@ use super::table::{self, attr};
 use crate::error::{Retry, StoreError};
 use crate::ports::IndexQuery;
 
+/// What one BatchWriteItem did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Written {
+    /// The items DynamoDB left unprocessed, to send again.
+    pub unprocessed: Vec<Item>,
+    /// The write capacity units DynamoDB says the request consumed, table and indexes (0 where the endpoint does
+    /// not say).
+    pub write_units: f64,
+}
+
+impl Written {
+    /// All items written, at no reported cost.
+    pub fn all() -> Self {
+        Written::default()
+    }
+}
+
 /// Writes up to 25 items in one request.
 #[async_trait]
 pub trait BatchPut: Send + Sync {
-    /// Puts the items; returns those DynamoDB left unprocessed.
-    async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError>;
+    /// Puts the items; returns those DynamoDB left unprocessed, and what the request cost.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError>;
 }
 
 /// Reads one item by id.
@@ -82,7 +99,7 @@ impl DynamoTable {
 
 #[async_trait]
 impl BatchPut for DynamoTable {
-    async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError> {
         let mut requests = Vec::with_capacity(items.len());
         for item in items {
             let put = PutRequest::builder()
@@ -95,17 +112,28 @@ impl BatchPut for DynamoTable {
             .client
             .batch_write_item()
             .request_items(&self.table, requests)
+            // What the write cost, for the WriteUnits metric: the item's units and each index's (TOTAL).
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
             .map_err(|e| classify("BatchWriteItem", e))?;
-        Ok(output
+        let write_units = output
+            .consumed_capacity()
+            .iter()
+            .filter_map(|consumed| consumed.capacity_units())
+            .sum();
+        let unprocessed = output
             .unprocessed_items
             .unwrap_or_default()
             .remove(&self.table)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|request| request.put_request.map(|put| put.item))
-            .collect())
+            .collect();
+        Ok(Written {
+            unprocessed,
+            write_units,
+        })
     }
 }
 
@@ -252,6 +280,19 @@ impl BlobGet for S3Bucket {
             .map_err(|e| classify("PresignGetObject", e))?;
         Ok(request.uri().to_owned())
     }
+}
+
+/// The SDK configuration ingest writes with, in the function and in `ingest-file` (which `make bench` measures):
+/// - no SDK retries: retrying is the writer's job, within the invocation's deadline, each request cut off there;
+/// - no stalled-stream protection: the writer's deadline already ends a request that stops answering, and the
+///   protection wraps every request and response body in a throughput monitor with timers of its own.
+pub fn ingest_sdk_config(config: aws_config::SdkConfig) -> aws_config::SdkConfig {
+    use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+    config
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .build()
 }
 
 /// An S3 client for `config`: path-style addressing when an endpoint override is set (local emulators

@@ -191,6 +191,33 @@ pub fn sort_key_bounds(since: Option<&str>, until: Option<&str>) -> (Option<Stri
     (since.map(str::to_owned), until.map(|u| format!("{u}#~")))
 }
 
+/// What writing an item costs in write capacity units, by DynamoDB's rules: one per started KB of the item, and
+/// one per started KB of its entry in each index it appears in (an item without an index's keys is not in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteUnits {
+    pub table: u64,
+    pub indexes: u64,
+}
+
+impl WriteUnits {
+    pub fn total(self) -> u64 {
+        self.table + self.indexes
+    }
+}
+
+/// The write capacity units of putting `item` (a new item; overwriting one costs the larger of the two).
+pub fn write_units(item: &Item) -> WriteUnits {
+    let units = |size: usize| size.div_ceil(1024).max(1) as u64;
+    WriteUnits {
+        table: units(super::codec::item_size(item)),
+        indexes: INDEXES
+            .iter()
+            .filter(|index| item.contains_key(index.partition_key) && item.contains_key(attr::EVENT_SORT_KEY))
+            .map(|index| units(super::codec::item_size(&projection(item, index))))
+            .sum(),
+    }
+}
+
 /// What an index holds of an item: its keys and the summary attributes (DynamoDB's INCLUDE projection).
 pub fn projection(item: &Item, index: &Index) -> Item {
     SUMMARY_ATTRIBUTES
@@ -290,6 +317,32 @@ mod tests {
         assert!(stored.starts_with("éé"));
         assert!(stored.contains("[420000 bytes, sha256:"), "{stored}");
         assert_ne!(stored, stored_field(&format!("{long}x")));
+    }
+
+    #[test]
+    fn write_units_count_each_started_kilobyte_of_the_item_and_of_each_index_entry() {
+        use aws_sdk_dynamodb::primitives::Blob;
+        use aws_sdk_dynamodb::types::AttributeValue::{B, S};
+        // id (2 + 5) + event_sk (8 + 1) + payload (7 + n): 23 + n bytes.
+        let item = |payload: usize, order: bool| {
+            let mut item = Item::from([
+                (attr::ID.to_owned(), S("t:0:1".into())),
+                (attr::EVENT_SORT_KEY.to_owned(), S("x".into())),
+                (attr::PAYLOAD.to_owned(), B(Blob::new(vec![0; payload]))),
+            ]);
+            if order {
+                item.insert(attr::ORDER_KEY.to_owned(), S("o".into()));
+            }
+            item
+        };
+        assert_eq!(write_units(&item(0, false)), WriteUnits { table: 1, indexes: 0 });
+        assert_eq!(write_units(&item(1_001, false)).table, 1);
+        assert_eq!(write_units(&item(1_002, false)).table, 2);
+        assert_eq!(write_units(&item(10 * 1_024, false)).table, 11);
+        // The index entry holds the keys and the summary, not the payload: one unit, whatever the payload.
+        let indexed = write_units(&item(10 * 1_024, true));
+        assert_eq!(indexed, WriteUnits { table: 11, indexes: 1 });
+        assert_eq!(indexed.total(), 12);
     }
 
     #[test]

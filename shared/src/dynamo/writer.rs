@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::codec::Item;
 use super::placement::PreparedItem;
 use super::retry::{no_answer, retry, Backoff};
-use super::sdk::{BatchPut, BlobPut};
+use super::sdk::{BatchPut, BlobPut, Written};
 use super::table::attr;
 use crate::ports::{Attempt, Failure, StoreReport, WriteError};
 
@@ -119,6 +119,7 @@ where
                 let result = write_chunk(ready, &rebuild, table, options.backoff, deadline).await;
                 outcome.stored += result.stored;
                 outcome.retries += result.retries;
+                outcome.write_units += result.write_units;
                 outcome.failed.extend(result.failed);
             }
             outcome
@@ -131,6 +132,7 @@ where
         outcome.stored += result.stored;
         outcome.retries += result.retries;
         outcome.offloaded += result.offloaded;
+        outcome.write_units += result.write_units;
         outcome.failed.extend(result.failed);
     }
     outcome.failed.sort_by(|a, b| a.id.cmp(&b.id));
@@ -172,6 +174,7 @@ async fn put_blobs(
 struct ChunkResult {
     stored: usize,
     retries: u64,
+    write_units: f64,
     failed: Vec<Failure>,
 }
 
@@ -209,6 +212,7 @@ async fn write_chunk(
     let mut result = ChunkResult {
         stored: 0,
         retries: 0,
+        write_units: 0.0,
         failed: Vec::new(),
     };
     let mut attempt = 0u32;
@@ -236,7 +240,10 @@ async fn write_chunk(
             Ok(answer) => answer,
             Err(_) => Err(no_answer("BatchWriteItem")),
         };
-        let last = match answer {
+        if let Ok(written) = &answer {
+            result.write_units += written.write_units;
+        }
+        let last = match answer.map(|written: Written| written.unprocessed) {
             Ok(unprocessed) if unprocessed.is_empty() => {
                 result.stored = total - result.failed.len();
                 return result;
@@ -261,6 +268,7 @@ async fn write_chunk(
                     let single = Box::pin(write_chunk(items, rebuild, table, backoff, deadline)).await;
                     result.stored += single.stored;
                     result.retries += single.retries;
+                    result.write_units += single.write_units;
                     result.failed.extend(single.failed);
                 }
                 return result;
@@ -303,13 +311,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for Probe {
-        async fn batch_put(&self, items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError> {
             let built = self.built.load(std::sync::atomic::Ordering::SeqCst);
             if let Ok(mut seen) = self.seen.lock() {
                 seen.push((built, items.len()));
             }
             tokio::task::yield_now().await;
-            Ok(Vec::new())
+            Ok(Written::all())
         }
     }
 
@@ -380,7 +388,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for Silent {
-        async fn batch_put(&self, _items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        async fn batch_put(&self, _items: Vec<Item>) -> Result<Written, StoreError> {
             std::future::pending().await
         }
     }
@@ -419,13 +427,13 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for InFlight {
-        async fn batch_put(&self, _items: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        async fn batch_put(&self, _items: Vec<Item>) -> Result<Written, StoreError> {
             use std::sync::atomic::Ordering;
             let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
             self.now.fetch_sub(1, Ordering::SeqCst);
-            Ok(Vec::new())
+            Ok(Written::all())
         }
     }
 

@@ -93,13 +93,9 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = IngestConfig::from_env()?;
-    let aws = aws_config::load_from_env().await;
-    // As in the function: retries are the writer's job (within the budget), not the SDK's.
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&aws)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build(),
-    );
+    // The function's SDK set-up, so that what `make bench` measures is what runs in Lambda.
+    let aws = shared::dynamo::ingest_sdk_config(aws_config::load_from_env().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     if args.create_table {
         create_table(&dynamodb, &config.table).await?;
     }
