@@ -675,3 +675,40 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// The byte-wise comparison of ASCII names agrees with building the canonical form, for any name and any
+    /// canonical name: ASCII, non-ASCII, separators, digits and case mixed.
+    #[test]
+    fn is_canonical_agrees_with_the_canonical_form(
+        name in "[a-zA-Z0-9_ .-]{0,12}|[a-zA-Z_İéÉß0-9-]{0,8}",
+        other in "[a-z0-9]{0,12}|[a-zéß]{0,6}",
+    ) {
+        use shared::normalize::vocabulary::{canonical, is_canonical};
+        let canon = canonical(&name);
+        prop_assert!(is_canonical(&name, &canon), "{name:?} vs its own form {canon:?}");
+        prop_assert_eq!(is_canonical(&name, &other), canon == other, "{:?} vs {:?}", name, other);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// Times written digit by digit are what chrono's pattern writes, from year 0 to 9999, to the microsecond;
+    /// leap seconds and years beyond take chrono's way.
+    #[test]
+    fn stored_times_are_written_as_chrono_writes_them(
+        seconds in -62_167_219_200i64..=253_402_300_799,
+        nanos in prop_oneof![0u32..1_000_000_000, 1_000_000_000u32..2_000_000_000],
+    ) {
+        let Some(time) = DateTime::<Utc>::from_timestamp(seconds, nanos) else {
+            return Ok(());
+        };
+        prop_assert_eq!(
+            shared::normalize::time::format_time(time),
+            time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+        );
+    }
+}
