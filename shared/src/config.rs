@@ -214,7 +214,7 @@ impl IngestConfig {
             },
             topic_services,
             write: WriteOptions {
-                concurrency: number(get, "WRITE_CONCURRENCY", 8, 1, 64)?,
+                concurrency: number(get, "WRITE_CONCURRENCY", 16, 1, 64)?,
                 backoff: Backoff::default(),
             },
             failure_mode,
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(config.table, "t");
         assert_eq!(config.layout.bucket, None);
         assert_eq!(config.layout.retention_seconds, None);
-        assert_eq!(config.write.concurrency, 8);
+        assert_eq!(config.write.concurrency, 16);
         assert_eq!(config.failure_mode, FailureMode::FailInvocation);
         assert!(!config.log_payloads);
     }

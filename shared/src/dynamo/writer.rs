@@ -30,7 +30,7 @@ pub struct WriteOptions {
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
-            concurrency: 8,
+            concurrency: 16,
             backoff: Backoff::default(),
         }
     }
