@@ -68,7 +68,7 @@ faults-tansu: venv dynalite ## The fault suite against Tansu, broker restart inc
 	scripts/tansu.sh faults
 
 .PHONY: bench
-bench: ## ingest vs the Python peer (Powertools + boto3) on a full 10,000-record batch; BENCH_RUNS (default 3)
+bench: dynalite ## ingest vs the Python peer (Powertools + boto3): JSON and Avro batches on moto and dynalite, throughput at 10 ms, instructions, price; BENCH_RUNS (default 3)
 	python3 bench/run.py --runs $${BENCH_RUNS:-3}
 
 .PHONY: criterion

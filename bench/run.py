@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -43,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".venv-bench"
 MOTO_VENV = ROOT / ".venv"
+DYNALITE_CLI = ROOT / "localstack/dynalite/node_modules/dynalite/cli.js"
 
 
 def log(message: str) -> None:
@@ -55,6 +57,7 @@ def ensure_environment() -> None:
         return
     for venv, requirements in ((MOTO_VENV, "localstack/requirements.txt"), (BENCH_VENV, "bench/requirements.txt")):
         subprocess.run([str(ROOT / "scripts/venv.sh"), str(venv), requirements], cwd=ROOT, check=True)
+    subprocess.run([str(ROOT / "scripts/dynalite.sh")], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     python = BENCH_VENV / "bin/python"
     os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
@@ -75,16 +78,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Moto:
-    """moto_server from .venv on a free local port, stopped on exit."""
+class Server:
+    """A local DynamoDB endpoint on a free port, stopped on exit: `moto` (moto_server from .venv: a Python server
+    that closes every connection, so each request pays a new TCP connection) or `dynalite` (Node, on LevelDB
+    in memory: keeps connections alive, as DynamoDB does). Only moto serves S3."""
 
-    def __init__(self) -> None:
+    VERSIONS = {"moto": "moto 5.2.5", "dynalite": "dynalite 4.0.0"}
+
+    def __init__(self, kind: str = "moto") -> None:
+        self.kind = kind
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(MOTO_VENV / "bin/moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        )
+        if kind == "moto":
+            command = [str(MOTO_VENV / "bin/moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        else:
+            command = ["node", str(DYNALITE_CLI), "--host", "127.0.0.1", "--port", str(self.port),
+                       "--createTableMs", "0", "--deleteTableMs", "0"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -93,7 +104,10 @@ class Moto:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"moto_server did not start on port {self.port}")
+        raise SystemExit(f"{kind} did not start on port {self.port}")
+
+    def describe(self) -> str:
+        return f"{self.VERSIONS[self.kind]} on 127.0.0.1"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -207,7 +221,125 @@ def compare_sides(client, tables: dict, ids: list[str]) -> tuple[int, dict]:
         for f in fields:
             differing[f] = differing.get(f, 0) + 1
         same += not fields and bool(a)
-    return same, differing
+    return same, differing, got
+
+
+# Prices, US East (N. Virginia), as published by AWS on its pricing pages (read 2026-12-01):
+# Lambda arm64 duration and requests; DynamoDB on-demand write request units (after the 2024-11-01 cut) and
+# Standard table-class storage; S3 Standard storage and PUT requests; MSK Connect capacity units (1 vCPU, 4 GiB).
+PRICES = {
+    "lambda_arm64_gb_second": 0.0000133334,
+    "lambda_request": 0.20 / 1e6,
+    "dynamodb_write_unit": 0.625 / 1e6,
+    "dynamodb_gb_month": 0.25,
+    "s3_gb_month": 0.023,
+    "s3_put": 0.005 / 1000,
+    "msk_connect_mcu_hour": 0.11,
+}
+# Below 1,769 MB a function gets that share of one vCPU: CPU-bound work bills about CPU seconds x 1.769 GB.
+GB_PER_VCPU = 1.769
+
+
+def attribute_size(value: dict) -> int:
+    """DynamoDB's size of an attribute value in the low-level API's form, by its documented rules."""
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        digits = v.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(item) for item in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + attribute_size(item) for k, item in v.items())
+    if kind == "SS":
+        return sum(len(x.encode()) for x in v)
+    if kind == "BS":
+        return sum(len(x) for x in v)
+    if kind == "NS":
+        return sum(attribute_size({"N": x}) for x in v)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: dict) -> int:
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+
+
+def index_projections(client, table: str) -> list[tuple[list[str], set[str]]]:
+    """Each index of the table as created: its key attributes, and what it holds of an item (keys, table key,
+    projected attributes)."""
+    description = client.describe_table(TableName=table)["Table"]
+    table_keys = [k["AttributeName"] for k in description["KeySchema"]]
+    indexes = []
+    for index in description.get("GlobalSecondaryIndexes", []):
+        keys = [k["AttributeName"] for k in index["KeySchema"]]
+        projected = set(index["Projection"].get("NonKeyAttributes", [])) | set(keys) | set(table_keys)
+        indexes.append((keys, projected))
+    return indexes
+
+
+def storage_per_record(items: list[dict], indexes) -> dict:
+    """Mean write units and stored bytes per record over sampled items: the item and each index entry it has,
+    each a write unit per started KB, each stored with DynamoDB's 100 bytes of overhead."""
+    if not items:
+        return {"write_units": 0.0, "stored_bytes": 0.0, "s3_objects": 0.0, "s3_bytes": 0.0}
+    units = stored = s3_objects = s3_bytes = 0
+    for item in items:
+        size = item_size(item)
+        units += max(1, -(-size // 1024))
+        stored += size + 100
+        for keys, projected in indexes:
+            if all(k in item for k in keys):
+                entry = item_size({k: v for k, v in item.items() if k in projected})
+                units += max(1, -(-entry // 1024))
+                stored += entry + 100
+        if "payload_s3" in item:
+            s3_objects += 1
+            s3_bytes += int(item.get("payload_size", {}).get("N", "0"))
+    n = len(items)
+    return {"write_units": units / n, "stored_bytes": stored / n, "s3_objects": s3_objects / n, "s3_bytes": s3_bytes / n}
+
+
+def print_costs(priced: tuple, sides: dict, connect_rate: float) -> None:
+    """The price of a million records for each side and for a Kafka Connect sink, from the measured figures."""
+    p = PRICES
+    rows = {}
+    for side, m in sides.items():
+        lambda_compute = m["cpu_per_record_s"] * GB_PER_VCPU * p["lambda_arm64_gb_second"] * 1e6
+        lambda_requests = p["lambda_request"] * 1e6 / m["records_per_invocation"]
+        rows[side] = {
+            "compute": lambda_compute + lambda_requests,
+            "writes": m["write_units"] * p["dynamodb_write_unit"] * 1e6,
+            "storage": m["stored_bytes"] * 1e6 / 1e9 * p["dynamodb_gb_month"],
+            "s3": m["s3_objects"] * 1e6 * p["s3_put"] + m["s3_bytes"] * 1e6 / 1e9 * p["s3_gb_month"],
+            "write_units": m["write_units"],
+            "stored_bytes": m["stored_bytes"],
+        }
+    # A Kafka Connect DynamoDB sink on the smallest MSK Connect capacity (one worker of 1 MCU) runs all month
+    # whatever the traffic; its items are taken to be ours (one per record, the same attributes and indexes).
+    connect_hourly = p["msk_connect_mcu_hour"] * 1
+    rows["connect"] = dict(rows["rust"], compute=connect_hourly / (connect_rate * 3600) * 1e6)
+    labels = {"rust": "ours (Rust ingest Lambda)", "python": "peer (Python ingest Lambda)",
+              "connect": f"Kafka Connect sink, 1 MCU, at {connect_rate:g} records/s"}
+    case, kind = priced
+    print()
+    print(f"price of a million records (US East, arm64 Lambda; figures from the {case} batch on {kind}; "
+          "storage for one month):")
+    print()
+    print("| | compute | DynamoDB writes | write units per record | DynamoDB storage | bytes stored per record | S3 | total |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for side, r in rows.items():
+        total = r["compute"] + r["writes"] + r["storage"] + r["s3"]
+        r["total"] = total
+        print(f"| {labels[side]} | ${r['compute']:.4f} | ${r['writes']:.4f} | {r['write_units']:.2f} | "
+              f"${r['storage']:.4f} | {r['stored_bytes']:,.0f} | ${r['s3']:.4f} | ${total:.4f} |")
+    print(f"cost_per_million_records rust = {rows['rust']['total']:.4f}")
+    print(f"cost_per_million_records python = {rows['python']['total']:.4f}")
+    print(f"cost_per_million_records connect = {rows['connect']['total']:.4f}")
 
 
 def machine() -> str:
@@ -228,6 +360,14 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--case", choices=("all", "json", "avro"), default="all",
                         help="the JSON batch, the Avro batch, or both (default)")
+    parser.add_argument("--endpoint", choices=("both", "moto", "dynalite"), default="both",
+                        help="the DynamoDB endpoint(s) to run against (default both)")
+    parser.add_argument("--latency-ms", type=float, default=10.0,
+                        help="the DynamoDB latency the throughput case runs at (default 10)")
+    parser.add_argument("--connect-records-per-second", type=float, default=100.0,
+                        help="the steady rate the Kafka Connect sink's price is worked out at (default 100)")
+    parser.add_argument("--instruction-records", type=int, default=1_000,
+                        help="records in the batch both sides run under callgrind (default 1000)")
     parser.add_argument("--only-array", action="store_true",
                         help="run only the 4 MB number-array case (ours), not the comparison with the peer")
     args = parser.parse_args()
@@ -245,8 +385,17 @@ def main() -> int:
         return number_array_case(rust_bin, workdir, events, boto3)
     print(f"machine: {machine()}")
     failed = 0
+    kinds = ("moto", "dynalite") if args.endpoint == "both" else (args.endpoint,)
+    costs = {}
     for case in ("json", "avro") if args.case == "all" else (args.case,):
-        failed |= compare_case(case, rust_bin, workdir, events, boto3, args)
+        for kind in kinds:
+            failed |= compare_case(case, kind, rust_bin, workdir, events, boto3, args, costs)
+    # The price from the JSON batch against the endpoint that keeps connections alive, as DynamoDB does.
+    priced = next((key for key in (("json", "dynalite"), ("json", "moto")) if key in costs), None) or next(iter(costs), None)
+    if priced:
+        print_costs(priced, costs[priced], args.connect_records_per_second)
+    failed |= throughput_case(rust_bin, workdir, events, boto3, args)
+    failed |= instructions_case(rust_bin, workdir, events, args.instruction_records)
     return failed | number_array_case(rust_bin, workdir, events, boto3)
 
 
@@ -264,8 +413,9 @@ def write_case_event(case: str, workdir: Path, events, records: int) -> tuple[Pa
     return event_path, size, {"SCHEMA_DIR": str(schemas), "PEER_AVRO_SCHEMA": str(schema_file)}
 
 
-def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) -> int:
-    """Both sides on one event file, `args.runs` times each; prints the table and the ratio lines."""
+def compare_case(case: str, kind: str, rust_bin: Path, workdir: Path, events, boto3, args, costs: dict) -> int:
+    """Both sides on one event file against one kind of endpoint, `args.runs` times each; prints the table and the
+    ratio lines."""
     event_path, size, extra_env = write_case_event(case, workdir, events, args.records)
     log(f"{case} event: {event_path} ({args.records} records, {size} bytes)")
     event = json.loads(event_path.read_bytes())
@@ -276,30 +426,30 @@ def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) 
         "rust": [str(rust_bin)],
         "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
     }
-    moto = Moto()
+    server = Server(kind)
     launcher = Launcher()
     try:
-        client = boto3.client("dynamodb", endpoint_url=moto.endpoint, region_name="us-east-1",
+        client = boto3.client("dynamodb", endpoint_url=server.endpoint, region_name="us-east-1",
                               aws_access_key_id="bench", aws_secret_access_key="bench")
         suffix = f"{random.getrandbits(32):08x}"
         results = {side: {"full": [], "check": [], "stored": []} for side in commands}
         for side, command in commands.items():
             for i in range(3):
-                env = child_env(moto.endpoint, f"bench-check-{suffix}") | extra_env
+                env = child_env(server.endpoint, f"bench-check-{suffix}") | extra_env
                 results[side]["check"].append(
-                    launcher.run(command + ["--check"], env, workdir, f"{case}-{side}-check-{i}"))
+                    launcher.run(command + ["--check"], env, workdir, f"{case}-{kind}-{side}-check-{i}"))
         sample = random.Random(1).sample(all_ids, min(200, len(all_ids)))
         agreement = None
         for run in range(args.runs):
             order = list(commands) if run % 2 == 0 else list(reversed(commands))
             tables = {}
             for side in order:
-                table = f"bench-{case}-{side}-{run}-{suffix}"
-                env = child_env(moto.endpoint, table) | extra_env
+                table = f"bench-{case}-{kind}-{side}-{run}-{suffix}"
+                env = child_env(server.endpoint, table) | extra_env
                 subprocess.run([str(rust_bin), "--create-table", "--check"], env=env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                log(f"{case} run {run + 1}/{args.runs}: {side} ...")
-                result = launcher.run(commands[side] + [str(event_path)], env, workdir, f"{case}-{side}-{run}")
+                log(f"{case} on {kind}, run {run + 1}/{args.runs}: {side} ...")
+                result = launcher.run(commands[side] + [str(event_path)], env, workdir, f"{case}-{kind}-{side}-{run}")
                 results[side]["full"].append(result)
                 results[side]["stored"].append(count_items(client, table))
                 log(f"  {side}: CPU {result['cpu']:.2f} s, wall {result['wall']:.2f} s, peak RSS {result['rss_mb']:.1f} MB, "
@@ -307,11 +457,12 @@ def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) 
                 tables[side] = table
             if agreement is None:
                 agreement = compare_sides(client, tables, sample)
+                indexes = index_projections(client, tables["rust"])
             for table in tables.values():
                 client.delete_table(TableName=table)
     finally:
         launcher.close()
-        moto.stop()
+        server.stop()
 
     figures = {}
     for side, r in results.items():
@@ -330,8 +481,8 @@ def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) 
     described = {"json": "JSON values", "avro": "Confluent-framed Avro values (one schema; ours reads it from "
                                                 "SCHEMA_DIR, the peer is given it: Powertools' AVRO SchemaConfig)"}
     print()
-    print(f"make bench, {case}: {args.records} records of {described[case]}, {size} bytes of event JSON, "
-          f"{args.runs} runs per side, DynamoDB = moto 5.2.5 on 127.0.0.1")
+    print(f"make bench, {case} on {kind}: {args.records} records of {described[case]}, {size} bytes of event JSON, "
+          f"{args.runs} runs per side, DynamoDB = {server.describe()}")
     print()
     print("| side | CPU per record | process CPU | start-up CPU | wall | peak RSS | start to ready | items stored |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -340,7 +491,7 @@ def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) 
               f"{f['wall_s']:.2f} s | {f['peak_rss_mb']:.1f} MB | {f['ready_ms']:.0f} ms | "
               f"{f['stored']}/{args.records} |")
     print()
-    same, differing = agreement
+    same, differing, sampled = agreement
     print(f"same fields on both sides: {same}/{len(sample)} sampled records"
           + (f" (differing: {differing})" if differing else ""))
     rust, python = figures["rust"], figures["python"]
@@ -354,11 +505,167 @@ def compare_case(case: str, rust_bin: Path, workdir: Path, events, boto3, args) 
     if not ok:
         print("FAILED: not every record was stored alike", {s: f["stored"] for s, f in figures.items()})
         return 1
-    name = "" if case == "json" else f"_{case}"
+    # The JSON batch against moto keeps the plain names; the others say what they ran.
+    name = "".join(f"_{part}" for part in (case, kind) if part not in ("json", "moto"))
     print(f"ratio wall{name} python/rust = {python['wall_s'] / rust['wall_s']:.1f}")
     print(f"ratio peak_rss{name} python/rust = {rss_ratio:.1f}")
     print(f"ratio start_to_ready{name} python/rust = {python['ready_ms'] / rust['ready_ms']:.1f}")
     print(f"ratio cpu_per_record{name} python/rust = {cpu_ratio:.1f}")
+    costs[(case, kind)] = {
+        side: {"cpu_per_record_s": f["cpu_per_record_us"] / 1e6, "records_per_invocation": args.records,
+               **storage_per_record(list(sampled[side].values()), indexes)}
+        for side, f in figures.items()
+    }
+    return 0
+
+
+class LatencyProxy:
+    """bench/latency_proxy.py in front of `upstream`: every answer held back `latency_ms`, connections kept; with
+    `answer_writes`, BatchWriteItem answered by the proxy itself (ids counted, `written`)."""
+
+    def __init__(self, upstream: str, latency_ms: float, answer_writes: bool) -> None:
+        host_port = upstream.removeprefix("http://")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench/latency_proxy.py"), "--upstream", host_port,
+             "--latency-ms", str(latency_ms), *(["--answer-writes"] if answer_writes else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("listening "):
+            self.stop()
+            raise SystemExit(f"the latency proxy did not start: {line!r}")
+        self.endpoint = "http://" + line.split(" ", 1)[1]
+
+    def written(self, table: str) -> int:
+        import urllib.request  # noqa: PLC0415
+
+        with urllib.request.urlopen(f"{self.endpoint}/__written?table={table}", timeout=10) as answer:
+            return int(answer.read())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def throughput_case(rust_bin: Path, workdir: Path, events, boto3, args) -> int:
+    """One invocation's records per second at a realistic DynamoDB latency: every request answered after
+    `args.latency_ms` over kept-alive connections. Each side as deployed by default: ours with its
+    WRITE_CONCURRENCY (8 requests in flight), the peer with boto3's batch_writer (one request at a time).
+
+    Two endpoints: dynalite behind the latency proxy (every item stored and counted in the table; dynalite
+    writes one request at a time, a few milliseconds each, which bounds the faster side), and the proxy
+    answering BatchWriteItem itself after the latency (every id it received counted): the latency alone."""
+    event_path = workdir / "event-json.json"
+    if not event_path.exists():
+        events.write_event(str(event_path), args.records)
+    commands = {
+        "rust": [str(rust_bin)],
+        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
+    }
+    medians, failed = {}, 0
+    for mode, answer_writes in (("dynalite", False), ("latency only", True)):
+        server = Server("dynalite")
+        proxy = LatencyProxy(server.endpoint, args.latency_ms, answer_writes)
+        launcher = Launcher()
+        rates = {side: [] for side in commands}
+        stored = {side: [] for side in commands}
+        try:
+            client = boto3.client("dynamodb", endpoint_url=server.endpoint, region_name="us-east-1",
+                                  aws_access_key_id="bench", aws_secret_access_key="bench")
+            suffix = f"{random.getrandbits(32):08x}"
+            for run in range(args.runs):
+                for side in commands if run % 2 == 0 else reversed(list(commands)):
+                    table = f"bench-latency-{side}-{run}-{suffix}"
+                    env = child_env(proxy.endpoint, table)
+                    subprocess.run([str(rust_bin), "--create-table", "--check"], env=env, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    log(f"at {args.latency_ms:g} ms ({mode}), run {run + 1}/{args.runs}: {side} ...")
+                    result = launcher.run(commands[side] + [str(event_path)], env, workdir,
+                                          f"latency-{side}-{run}")
+                    # From ready to done: the invocation, not the process's start.
+                    rates[side].append(args.records / max(result["wall"] - result["ready"], 1e-9))
+                    stored[side].append(proxy.written(table) if answer_writes else count_items(client, table))
+                    client.delete_table(TableName=table)
+        finally:
+            launcher.close()
+            proxy.stop()
+            server.stop()
+        medians[mode] = {side: statistics.median(r) for side, r in rates.items()}
+        if any(min(counts) != args.records for counts in stored.values()):
+            print(f"FAILED ({mode}): not every record was written", stored)
+            failed = 1
+    print()
+    print(f"throughput at {args.latency_ms:g} ms per DynamoDB request ({args.records} JSON records, one invocation, "
+          f"every answer held back {args.latency_ms:g} ms on kept-alive connections; median of {args.runs}):")
+    print()
+    print("| side | records/s, dynalite behind | records/s, latency only |")
+    print("| --- | ---: | ---: |")
+    for side in commands:
+        print(f"| {side} | {medians['dynalite'][side]:,.0f} | {medians['latency only'][side]:,.0f} |")
+    bound = medians["dynalite"]["rust"] / medians["dynalite"]["python"]
+    ratio = medians["latency only"]["rust"] / medians["latency only"]["python"]
+    print(f"ratio records_per_second_at_{args.latency_ms:g}ms_dynalite rust/python = {bound:.1f}")
+    print(f"target records per second at {args.latency_ms:g} ms >= 20x: {'met' if ratio >= 20 else 'MISSED'} "
+          f"({ratio:.1f}x)")
+    print(f"ratio records_per_second_at_{args.latency_ms:g}ms rust/python = {ratio:.1f}")
+    return failed
+
+
+def instructions_case(rust_bin: Path, workdir: Path, events, records: int) -> int:
+    """Instructions per record for both sides, counted by callgrind: the figure that does not move with the
+    machine's load. Each side runs the same `records`-record JSON batch and a `--check` run under valgrind; the
+    difference over the records is its instructions per record (user space only: the kernel's share of
+    connections and I/O is not in it). Fewer records than the full batch: under valgrind the peer runs about
+    50 times slower. Against dynalite, which keeps connections alive as DynamoDB does.
+
+    valgrind does not emulate the SHA extensions, so under it both sides hash in software (the Rust side's
+    request signing and payload digests; the peer's OpenSSL alike): SHA-256 weighs more here than on the
+    machine itself, for both."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("\ninstructions per record: skipped (valgrind is not installed: apt-get install valgrind)")
+        return 0
+    event_path = workdir / f"event-json-{records}.json"
+    events.write_event(str(event_path), records)
+    commands = {
+        "rust": [str(rust_bin)],
+        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
+    }
+    server = Server("dynalite")
+    launcher = Launcher()
+    counted = {}
+    try:
+        suffix = f"{random.getrandbits(32):08x}"
+        for side, command in commands.items():
+            counts = {}
+            for run, argv in (("check", ["--check"]), ("full", [str(event_path)])):
+                env = child_env(server.endpoint, f"bench-instr-{side}-{suffix}")
+                subprocess.run([str(rust_bin), "--create-table", "--check"], env=env, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                name = f"instructions-{side}-{run}"
+                log(f"instructions: {side} {run} under callgrind ...")
+                launcher.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *command, *argv],
+                             env, workdir, name)
+                collected = [line for line in (workdir / f"{name}.err").read_text().splitlines()
+                             if "Collected :" in line]
+                if not collected:
+                    raise SystemExit(f"callgrind printed no count for {name}")
+                counts[run] = int(collected[-1].rsplit(":", 1)[1])
+            counted[side] = {"per_record": (counts["full"] - counts["check"]) / records, "start": counts["check"]}
+    finally:
+        launcher.close()
+        server.stop()
+    print()
+    print(f"instructions (callgrind, user space), {records} JSON records, DynamoDB = {server.describe()}:")
+    print()
+    print("| side | instructions per record | instructions to ready |")
+    print("| --- | ---: | ---: |")
+    for side, c in counted.items():
+        print(f"| {side} | {c['per_record']:,.0f} | {c['start']:,} |")
+    ratio = counted["python"]["per_record"] / counted["rust"]["per_record"]
+    print(f"target instructions per record >= 20x fewer: {'met' if ratio >= 20 else 'MISSED'} ({ratio:.1f}x)")
+    print(f"ratio instructions_per_record python/rust = {ratio:.1f}")
     return 0
 
 
@@ -371,7 +678,7 @@ def number_array_case(rust_bin: Path, workdir: Path, events, boto3) -> int:
     the template allows. (The peer is not run: without an S3 offload it cannot store a 4 MB record.)"""
     event_path = workdir / "number-array.json"
     value_size = events.write_number_array_event(str(event_path))
-    moto = Moto()
+    moto = Server()
     launcher = Launcher()
     try:
         credentials = dict(endpoint_url=moto.endpoint, region_name="us-east-1",
