@@ -94,6 +94,27 @@ pub fn prepare(
     prepare_owned(notification.clone(), layout, now_epoch_seconds)
 }
 
+/// The zstd level items are compressed at.
+const ZSTD_LEVEL: i32 = 3;
+
+thread_local! {
+    /// One compression context per thread, kept: `zstd::bulk::compress` makes and frees a context of about a
+    /// megabyte for every call, which cost more than compressing a 10 KB payload (`make bench`, scaling).
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` compressed at [`ZSTD_LEVEL`] (the same bytes `zstd::bulk::compress` gives), or `None` if zstd fails.
+fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut compressor = cell.borrow_mut();
+        if compressor.is_none() {
+            *compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        }
+        compressor.as_mut()?.compress(bytes).ok()
+    })
+}
+
 /// Like [`prepare`], moving the record's text and payload into the item instead of copying them.
 pub fn prepare_owned(
     notification: Notification,
@@ -229,9 +250,7 @@ pub fn prepare_owned(
             item.insert(attr::PAYLOAD.into(), AttributeValue::B(Blob::new(payload)));
         } else {
             let compressed = if !linked && payload.len() >= layout.compress_min_bytes {
-                zstd::bulk::compress(&payload, 3)
-                    .ok()
-                    .filter(|c| c.len() < payload.len())
+                compress(&payload).filter(|c| c.len() < payload.len())
             } else {
                 None
             };
@@ -270,7 +289,7 @@ pub fn prepare_owned(
         let text = decoded.to_json();
         let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
         let compressed = (text.len() >= layout.compress_min_bytes)
-            .then(|| zstd::bulk::compress(text.as_bytes(), 3).ok())
+            .then(|| compress(text.as_bytes()))
             .flatten()
             .filter(|c| c.len() < text.len() && c.len() <= room);
         match compressed {
@@ -302,6 +321,23 @@ fn s3_pointer(blob: &BlobObject) -> AttributeValue {
 mod tests {
     use super::super::codec::{decompress, get_n, get_s, parse_extras, record_from_item, StoredPayload};
     use super::*;
+
+    #[test]
+    fn the_kept_compression_context_gives_what_a_fresh_one_gives_call_after_call() {
+        let inputs: Vec<Vec<u8>> = vec![
+            b"{\"orderId\":\"o-1\"}".repeat(600),
+            (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+            Vec::new(),
+            b"{\"orderId\":\"o-1\"}".repeat(600),
+        ];
+        for input in &inputs {
+            assert_eq!(compress(input), zstd::bulk::compress(input, ZSTD_LEVEL).ok());
+            assert_eq!(
+                zstd::bulk::decompress(&compress(input).unwrap(), input.len()).unwrap(),
+                *input
+            );
+        }
+    }
     use crate::model::{Data, Extracted, Header, Notification, PayloadFormat, Warning, WarningCode};
 
     fn notification(payload: Option<Vec<u8>>) -> Notification {
