@@ -225,6 +225,37 @@ def write_avro_event(path: str, records: int = 10_000, seed: int = 7) -> int:
     return len(data)
 
 
+def write_sized_event(path: str, records: int, value_bytes: int, seed: int = 7) -> int:
+    """Writes a batch of order events whose values are each about `value_bytes` long (the rest of the value a
+    `notes` text of random letters, which compression does not shrink much); returns the event's size."""
+    rng = random.Random(seed)
+    groups: dict[str, list] = {f"orders-sized-{p}": [] for p in range(4)}
+    offsets = {group: rng.randrange(1_000, 900_000) for group in groups}
+    for i in range(records):
+        n = 100_000 + i
+        t = START + timedelta(milliseconds=37 * i)
+        value, _ = _order(rng, n, t, str(uuid.UUID(int=(seed << 64) ^ n, version=4)))
+        if value_bytes < 300:  # the smallest events: type, order and time only
+            value = {key: value[key] for key in ("eventType", "orderId", "occurredAt")}
+        bare = len(json.dumps(value, separators=(",", ":"))) + len(',"notes":""')
+        value["notes"] = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(max(0, value_bytes - bare)))
+        encoded = json.dumps(value, separators=(",", ":")).encode()
+        group = f"orders-sized-{n % 4}"
+        offsets[group] += 1
+        groups[group].append({
+            "topic": "orders-sized", "partition": n % 4, "offset": offsets[group],
+            "timestamp": int(t.timestamp() * 1000), "timestampType": "CREATE_TIME",
+            "key": base64.b64encode(f"ord-{n:08d}".encode()).decode(),
+            "value": base64.b64encode(encoded).decode(), "headers": [],
+        })
+    event = {"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:eu-west-1:123456789012:cluster/shop/x",
+             "bootstrapServers": "b-1.shop.kafka.eu-west-1.amazonaws.com:9098", "records": groups}
+    data = json.dumps(event, separators=(",", ":")).encode()
+    with open(path, "wb") as out:
+        out.write(data)
+    return len(data)
+
+
 def write_number_array_event(path: str, value_bytes: int = 4 * 1024 * 1024) -> int:
     """Writes an event of one record whose value is a JSON object holding an array of numbers of about
     `value_bytes` (the shape that once cost a tree node per number); returns the value's size in bytes."""

@@ -368,6 +368,7 @@ def main() -> int:
                         help="the steady rate the Kafka Connect sink's price is worked out at (default 100)")
     parser.add_argument("--instruction-records", type=int, default=1_000,
                         help="records in the batch both sides run under callgrind (default 1000)")
+    parser.add_argument("--only", choices=("scaling",), help="run only this part")
     parser.add_argument("--only-array", action="store_true",
                         help="run only the 4 MB number-array case (ours), not the comparison with the peer")
     args = parser.parse_args()
@@ -384,6 +385,8 @@ def main() -> int:
     if args.only_array:
         return number_array_case(rust_bin, workdir, events, boto3)
     print(f"machine: {machine()}")
+    if args.only == "scaling":
+        return scaling_case(rust_bin, workdir, events, boto3, args)
     failed = 0
     kinds = ("moto", "dynalite") if args.endpoint == "both" else (args.endpoint,)
     costs = {}
@@ -395,6 +398,7 @@ def main() -> int:
     if priced:
         print_costs(priced, costs[priced], args.connect_records_per_second)
     failed |= throughput_case(rust_bin, workdir, events, boto3, args)
+    failed |= scaling_case(rust_bin, workdir, events, boto3, args)
     failed |= instructions_case(rust_bin, workdir, events, args.instruction_records)
     return failed | number_array_case(rust_bin, workdir, events, boto3)
 
@@ -610,6 +614,122 @@ def throughput_case(rust_bin: Path, workdir: Path, events, boto3, args) -> int:
           f"({ratio:.1f}x)")
     print(f"ratio records_per_second_at_{args.latency_ms:g}ms rust/python = {ratio:.1f}")
     return failed
+
+
+# How cost grows with the work: payload sizes (records per batch chosen to stay under the 6 MB invocation limit)
+# and batch sizes (the make bench mix).
+PAYLOAD_POINTS = ((100, 10_000), (1_024, 4_000), (10_240, 500), (102_400, 50), (1_048_576, 4))
+BATCH_POINTS = (1, 100, 10_000)
+
+
+def scaling_case(rust_bin: Path, workdir: Path, events, boto3, args) -> int:
+    """CPU per record and peak RSS across payload sizes and batch sizes, both sides, against dynalite (moto for
+    S3: 1 MB payloads go to the bucket). The peer has no S3 offload, so it cannot store a record over DynamoDB's
+    400 KB item limit: its 1 MB point is left out. Prints the table and draws docs/bench-scaling.png."""
+    commands = {
+        "rust": [str(rust_bin)],
+        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
+    }
+    dynalite, moto = Server("dynalite"), Server("moto")
+    launcher = Launcher()
+    rows = []
+    try:
+        client = boto3.client("dynamodb", endpoint_url=dynalite.endpoint, region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+        bucket = f"bench-scaling-{random.getrandbits(32):08x}"
+        boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                     aws_secret_access_key="bench").create_bucket(Bucket=bucket)
+        extra = {"AWS_ENDPOINT_URL_S3": moto.endpoint, "PAYLOAD_BUCKET": bucket}
+        suffix = f"{random.getrandbits(32):08x}"
+        points = [("payload", size, records) for size, records in PAYLOAD_POINTS]
+        points += [("batch", 600, records) for records in BATCH_POINTS]
+        for axis, size, records in points:
+            event_path = workdir / f"scaling-{axis}-{size}-{records}.json"
+            if axis == "payload":
+                events.write_sized_event(str(event_path), records, size)
+            else:
+                events.write_event(str(event_path), records)
+            for side, command in commands.items():
+                if side == "python" and size > 400_000:
+                    rows.append((axis, size, records, side, None, None))
+                    continue
+                cpu, rss = [], []
+                for run in range(args.runs):
+                    table = f"bench-scaling-{axis}-{size}-{records}-{side}-{run}-{suffix}"
+                    env = child_env(dynalite.endpoint, table) | extra
+                    subprocess.run([str(rust_bin), "--create-table", "--check"], env=env, check=True,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    log(f"scaling: {axis} {size} B x {records}, run {run + 1}/{args.runs}: {side} ...")
+                    # Each run paired with a start-up run just before it: the peer's start-up CPU varies by
+                    # tens of milliseconds, as much as a small batch's whole work.
+                    start_up = launcher.run(command + ["--check"], env, workdir, f"scaling-{side}-check")["cpu"]
+                    result = launcher.run(command + [str(event_path)], env, workdir, f"scaling-{side}-{run}")
+                    stored = count_items(client, table)
+                    client.delete_table(TableName=table)
+                    if stored != records:
+                        print(f"FAILED: {side} stored {stored} of {records} ({axis} {size} B)")
+                        return 1
+                    cpu.append(max(result["cpu"] - start_up, 0) / records)
+                    rss.append(result["rss_mb"])
+                rows.append((axis, size, records, side, statistics.median(cpu), max(rss)))
+    finally:
+        launcher.close()
+        dynalite.stop()
+        moto.stop()
+    print()
+    print(f"how cost grows with the work (JSON values; {dynalite.describe()}, S3 on moto; median of {args.runs}):")
+    print()
+    print("| payload | records per batch | ours: CPU per record | peer: CPU per record | CPU ratio | ours: peak RSS | peer: peak RSS |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    by_point = {}
+    for axis, size, records, side, cpu, rss in rows:
+        by_point.setdefault((axis, size, records), {})[side] = (cpu, rss)
+    for (axis, size, records), sides in by_point.items():
+        (rc, rr), (pc, pr) = sides["rust"], sides["python"]
+        label = f"{size:,} B" if axis == "payload" else "mix, ~600 B"
+        print(f"| {label} | {records:,} | {rc * 1e6:,.1f} µs | "
+              + ("cannot store it | | " if pc is None
+                 else "below its start-up's noise | | " if pc == 0
+                 else f"{pc * 1e6:,.1f} µs | {pc / max(rc, 1e-9):.1f}× | ")
+              + f"{rr:.1f} MB | " + (f"{pr:.1f} MB |" if pr is not None else "|"))
+    plot_scaling(by_point)
+    return 0
+
+
+def plot_scaling(by_point: dict) -> None:
+    """docs/bench-scaling.png: CPU per record and peak RSS against payload size and batch size, both sides."""
+    import matplotlib  # noqa: PLC0415 (inside the bench virtualenv)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    styles = {"rust": ("ours (Rust)", "tab:orange", "o"), "python": ("peer (Python)", "tab:blue", "s")}
+    for side, (label, color, marker) in styles.items():
+        payload = [(size, v[side]) for (axis, size, _), v in by_point.items() if axis == "payload" and v[side][0]]
+        batch = [(records, v[side]) for (axis, _, records), v in by_point.items() if axis == "batch" and v[side][0]]
+        axes[0].plot([s for s, _ in payload], [c * 1e6 for _, (c, _) in payload], marker=marker, color=color,
+                     label=label)
+        axes[1].plot([s for s, _ in payload], [r for _, (_, r) in payload], marker=marker, color=color, label=label)
+        axes[2].plot([n for n, _ in batch], [c * 1e6 for _, (c, _) in batch], marker=marker, color=color,
+                     label=label)
+    titles = ("CPU per record by payload size", "peak RSS by payload size", "CPU per record by batch size")
+    labels = (("payload (bytes)", "µs per record"), ("payload (bytes)", "MB"), ("records per invocation",
+                                                                               "µs per record"))
+    for axis, title, (x, y) in zip(axes, titles, labels):
+        axis.set_xscale("log")
+        if y != "MB":
+            axis.set_yscale("log")
+        axis.set_title(title)
+        axis.set_xlabel(x)
+        axis.set_ylabel(y)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.suptitle("make bench: how cost grows with the work (dynalite; S3 on moto)")
+    figure.tight_layout()
+    out = ROOT / "docs/bench-scaling.png"
+    figure.savefig(out, dpi=90)
+    print(f"plot: {out.relative_to(ROOT)}")
 
 
 def instructions_case(rust_bin: Path, workdir: Path, events, records: int) -> int:
