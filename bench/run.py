@@ -72,6 +72,11 @@ def build_rust() -> Path:
     return Path(metadata["target_directory"]) / "release" / "ingest-file"
 
 
+def side_commands(rust_bin: Path) -> dict:
+    """How each side is run: ours, and the peer in its virtualenv."""
+    return {"rust": [str(rust_bin)], "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")]}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -426,10 +431,7 @@ def compare_case(case: str, kind: str, rust_bin: Path, workdir: Path, events, bo
     all_ids = [f"{r['topic']}:{r['partition']}:{r['offset']}" for group in event["records"].values() for r in group]
     del event
 
-    commands = {
-        "rust": [str(rust_bin)],
-        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
-    }
+    commands = side_commands(rust_bin)
     server = Server(kind)
     launcher = Launcher()
     try:
@@ -563,10 +565,7 @@ def throughput_case(rust_bin: Path, workdir: Path, events, boto3, args) -> int:
     event_path = workdir / "event-json.json"
     if not event_path.exists():
         events.write_event(str(event_path), args.records)
-    commands = {
-        "rust": [str(rust_bin)],
-        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
-    }
+    commands = side_commands(rust_bin)
     medians, failed = {}, 0
     for mode, answer_writes in (("dynalite", False), ("latency only", True)):
         server = Server("dynalite")
@@ -626,10 +625,7 @@ def scaling_case(rust_bin: Path, workdir: Path, events, boto3, args) -> int:
     """CPU per record and peak RSS across payload sizes and batch sizes, both sides, against dynalite (moto for
     S3: 1 MB payloads go to the bucket). The peer has no S3 offload, so it cannot store a record over DynamoDB's
     400 KB item limit: its 1 MB point is left out. Prints the table and draws docs/bench-scaling.png."""
-    commands = {
-        "rust": [str(rust_bin)],
-        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
-    }
+    commands = side_commands(rust_bin)
     dynalite, moto = Server("dynalite"), Server("moto")
     launcher = Launcher()
     rows = []
@@ -748,10 +744,7 @@ def instructions_case(rust_bin: Path, workdir: Path, events, records: int) -> in
         return 0
     event_path = workdir / f"event-json-{records}.json"
     events.write_event(str(event_path), records)
-    commands = {
-        "rust": [str(rust_bin)],
-        "python": [str(BENCH_VENV / "bin/python"), str(ROOT / "bench/peer.py")],
-    }
+    commands = side_commands(rust_bin)
     server = Server("dynalite")
     launcher = Launcher()
     counted = {}
