@@ -1,4 +1,4 @@
-//! The ingest path without I/O: trigger event bytes -> decode -> normalize -> DynamoDB item, per core.
+//! The ingest path without I/O: trigger event bytes -> decode -> normalize -> DynamoDB item -> BatchWriteItem body, per core.
 //!
 //! Inputs are generated here, deterministically: a mixed batch of order, payment, shipping and inventory
 //! events in four producer conventions (the mix `make bench` sends, about 600 bytes of event JSON per
@@ -16,6 +16,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 use shared::decode;
+use shared::dynamo::body;
 use shared::dynamo::codec::b64;
 use shared::dynamo::placement::{self, Layout};
 use shared::normalize::{self, Context, TopicServiceMap};
@@ -276,20 +277,24 @@ fn framed_events(records: u64, confluent_id: u32) -> Vec<u8> {
     trigger_event(values)
 }
 
-/// What the ingest handler does before writing: decode, normalize, lay out. Returns the record count.
+/// What the ingest handler does before the SDK's part: decode, normalize, lay out, and write the BatchWriteItem
+/// bodies, 25 items each. Returns the record count.
 fn pipeline(event: &[u8], context: &Context<'_>, layout: &Layout) -> usize {
     let Ok(decoded) = decode::decode_event_bytes(event) else {
         return 0;
     };
     let now = context.received_at.timestamp();
-    decoded.records.iter().fold(0, |count, message| {
-        let _ = black_box(placement::prepare_owned(
-            normalize::normalize(message, context),
-            layout,
-            now,
-        ));
-        count + 1
-    })
+    let mut count = 0;
+    for chunk in decoded.records.chunks(25) {
+        let items: Vec<_> = chunk
+            .iter()
+            .filter_map(|message| placement::prepare_owned(normalize::normalize(message, context), layout, now).ok())
+            .map(|prepared| prepared.item)
+            .collect();
+        count += chunk.len();
+        black_box(body::batch_write_body("notifications", &items));
+    }
+    count
 }
 
 fn bench_pipeline(c: &mut Criterion) {
@@ -380,6 +385,19 @@ fn bench_pipeline(c: &mut Criterion) {
                 let _ = black_box(placement::prepare(black_box(n), &layout, 0));
                 count + 1
             })
+        })
+    });
+    let items: Vec<_> = notifications
+        .iter()
+        .filter_map(|n| placement::prepare(n, &layout, 0).ok())
+        .map(|prepared| prepared.item)
+        .collect();
+    stages.bench_function("body", |b| {
+        b.iter(|| {
+            items
+                .chunks(25)
+                .map(|chunk| body::batch_write_body("notifications", black_box(chunk)).len())
+                .sum::<usize>()
         })
     });
     stages.finish();

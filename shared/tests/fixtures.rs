@@ -435,7 +435,7 @@ fn check_payload(case: &Case) -> Vec<String> {
     };
     match placement::prepare(n, &layout, 1_893_456_000) {
         Err(e) => problems.push(format!("the item could not be laid out: {e}")),
-        Ok(prepared) => match codec::record_from_item(&prepared.item) {
+        Ok(prepared) => match codec::record_from_item(&prepared.item.to_item()) {
             Err(e) => problems.push(format!("the item does not read back: {e}")),
             Ok(stored) => {
                 let back = match stored.payload {
@@ -533,7 +533,7 @@ fn golden_of(case: &Case) -> Value {
             "item": prepared
                 .item
                 .iter()
-                .map(|(k, v)| (k.clone(), attribute_json(v)))
+                .map(|(k, v)| (k, attribute_json(v)))
                 .collect::<BTreeMap<_, _>>(),
             "objects": prepared
                 .blobs

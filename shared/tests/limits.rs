@@ -80,10 +80,11 @@ proptest! {
             ..Layout::default()
         };
         let prepared = placement::prepare(&n, &layout, 1_900_000_000).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let size = codec::item_size(&prepared.item);
+        let size = prepared.item.size();
+        prop_assert_eq!(size, codec::item_size(&prepared.item.to_item()), "the item's size as written and as read back");
         prop_assert!(size <= layout.max_item_bytes, "an item of {size} bytes");
         for index in INDEXES.iter() {
-            let projected = codec::item_size(&projection(&prepared.item, index));
+            let projected = codec::item_size(&projection(&prepared.item.to_item(), index));
             prop_assert!(projected <= layout.max_item_bytes, "{}: a projection of {projected} bytes", index.name);
         }
         for field in [&n.fields.order_id, &n.fields.customer_id, &n.fields.correlation_id] {

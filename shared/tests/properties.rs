@@ -66,7 +66,7 @@ fn assert_payload_survives(message: &KafkaMessage) -> Result<Notification, TestC
         ..Layout::default()
     };
     let prepared = placement::prepare(&n, &layout, 1_900_000_000).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let stored = codec::record_from_item(&prepared.item).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let stored = codec::record_from_item(&prepared.item.to_item()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let back = match stored.payload {
         StoredPayload::None => None,
         StoredPayload::Inline(bytes) => Some(bytes),
@@ -667,7 +667,7 @@ proptest! {
         let n = assert_payload_survives(&message(Some(bytes), None, Vec::new()))?;
         let layout = Layout { bucket: Some("payloads".into()), ..Layout::default() };
         let prepared = placement::prepare(&n, &layout, 1_900_000_000).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let stored = codec::record_from_item(&prepared.item).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stored = codec::record_from_item(&prepared.item.to_item()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(stored.change.map(|c| c.op), n.change.as_ref().map(|c| c.op.clone()));
         if let Some(change) = &n.change {
             prop_assert!(["c", "u", "d", "r", "t", "m"].contains(&change.op.as_str()));

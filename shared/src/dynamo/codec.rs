@@ -10,8 +10,73 @@ use base64::Engine as _;
 use super::table::{self, attr};
 use crate::model::{Change, Data, Decoded, Extracted, Header, PayloadFormat, Summary};
 
-/// An item as the SDK takes it.
+/// An item as the SDK reads it (GetItem, Query).
 pub type Item = HashMap<String, AttributeValue>;
+
+/// An item to write: its attributes in the order they were laid out, named by the table's own names
+/// ([`super::table::attr`]). Cheaper to build and to drop than an [`Item`] (no name is allocated or hashed),
+/// and written into the BatchWriteItem body as it is ([`super::body`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PutItem(Vec<(&'static str, AttributeValue)>);
+
+impl PutItem {
+    pub fn with_capacity(capacity: usize) -> Self {
+        PutItem(Vec::with_capacity(capacity))
+    }
+
+    /// Adds an attribute. Each name is set once: layout code never sets one twice (checked in debug builds).
+    pub fn insert(&mut self, name: &'static str, value: AttributeValue) {
+        debug_assert!(!self.contains_key(name), "attribute {name} set twice");
+        self.0.push((name, value));
+    }
+
+    /// Adds the attributes of `other`.
+    pub fn append(&mut self, other: PutItem) {
+        for (name, value) in other.0 {
+            self.insert(name, value);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&AttributeValue> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, value)| value)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &AttributeValue)> + '_ {
+        self.0.iter().map(|(name, value)| (*name, value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The item's id (its partition key).
+    pub fn id(&self) -> Option<&str> {
+        match self.get(table::PARTITION_KEY) {
+            Some(AttributeValue::S(id)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// DynamoDB's size of the item, in bytes.
+    pub fn size(&self) -> usize {
+        self.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+    }
+
+    /// The same item as GetItem would read it back.
+    pub fn to_item(&self) -> Item {
+        self.iter()
+            .map(|(name, value)| (name.to_owned(), value.clone()))
+            .collect()
+    }
+}
 
 /// The version of the item layout, stored on every item.
 pub const ITEM_VERSION: i64 = 1;

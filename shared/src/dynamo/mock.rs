@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::codec::Item;
+use super::codec::{Item, PutItem};
 use super::sdk::{BatchPut, BlobGet, BlobPut, BlobRead, IndexRead, ItemGet, RawPage, Written};
 use super::table;
 use crate::error::{Retry, StoreError};
@@ -77,7 +77,7 @@ fn down() -> StoreError {
 
 #[async_trait]
 impl BatchPut for MockTable {
-    async fn batch_put(&self, mut items: Vec<Item>) -> Result<Written, StoreError> {
+    async fn batch_put(&self, mut items: Vec<PutItem>) -> Result<Written, StoreError> {
         let mut state = self.lock();
         state.batch_calls += 1;
         if state.faults.down {
@@ -102,11 +102,16 @@ impl BatchPut for MockTable {
         if state.faults.unprocess_batches > 0 && state.faults.unprocess_items > 0 {
             state.faults.unprocess_batches -= 1;
             let keep = items.len().saturating_sub(state.faults.unprocess_items);
-            unprocessed = items.split_off(keep);
+            unprocessed = items
+                .split_off(keep)
+                .iter()
+                .map(|item| item.id().unwrap_or_default().to_owned())
+                .collect();
         }
         // Charged as DynamoDB charges a put of a new item, table and indexes.
         let mut write_units = 0.0;
         for item in items {
+            let item = item.to_item();
             write_units += table::write_units(&item).total() as f64;
             let id = s(&item, table::PARTITION_KEY).unwrap_or_default();
             state.items.insert(id, item);

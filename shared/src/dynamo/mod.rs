@@ -10,6 +10,7 @@
 //! [`DynamoStore`] is the adapter: it implements [`NotificationSink`], [`NotificationIndex`] and
 //! [`NotificationReader`].
 
+pub mod body;
 pub mod codec;
 #[cfg(test)]
 mod mock;

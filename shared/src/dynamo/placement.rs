@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 
-use super::codec::{change_value, data_value, headers_value, item_size, n, s, Item, ITEM_VERSION};
+use super::codec::{change_value, data_value, headers_value, n, s, PutItem, ITEM_VERSION};
 use super::table::{self, attr, INDEXES};
 use crate::model::{Extracted, Notification, PayloadFormat};
 
@@ -54,7 +54,7 @@ pub struct BlobObject {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreparedItem {
     pub id: String,
-    pub item: Item,
+    pub item: PutItem,
     pub blobs: Vec<BlobObject>,
 }
 
@@ -140,19 +140,19 @@ pub fn prepare_owned(
         decoded,
         warnings,
     } = notification;
-    let mut item = Item::with_capacity(ITEM_ATTRIBUTES);
-    item.insert(attr::ID.into(), s(id.clone()));
-    item.insert(attr::VERSION.into(), n(ITEM_VERSION));
-    item.insert(attr::SOURCE_TOPIC.into(), s(source_topic));
-    item.insert(attr::PARTITION.into(), n(partition));
+    let mut item = PutItem::with_capacity(ITEM_ATTRIBUTES);
+    item.insert(attr::ID, s(id.clone()));
+    item.insert(attr::VERSION, n(ITEM_VERSION));
+    item.insert(attr::SOURCE_TOPIC, s(source_topic));
+    item.insert(attr::PARTITION, n(partition));
     if let Some(offset) = offset {
-        item.insert(attr::OFFSET.into(), n(offset));
+        item.insert(attr::OFFSET, n(offset));
     }
     if let Some(ts) = kafka_timestamp {
-        item.insert(attr::KAFKA_TIMESTAMP.into(), n(ts));
+        item.insert(attr::KAFKA_TIMESTAMP, n(ts));
     }
     if let Some(tt) = timestamp_type {
-        item.insert(attr::TIMESTAMP_TYPE.into(), s(tt));
+        item.insert(attr::TIMESTAMP_TYPE, s(tt));
     }
     let Extracted {
         event_type,
@@ -173,28 +173,28 @@ pub fn prepare_owned(
         let Some(value) = value else { continue };
         // The index key is made from the whole id; the item keeps it within the field limit.
         if let Some(index) = INDEXES.iter().find(|index| index.field == name) {
-            item.insert(index.partition_key.into(), s(table::index_key(&value)));
+            item.insert(index.partition_key, s(table::index_key(&value)));
         }
         let stored = match table::stored_field(&value) {
             std::borrow::Cow::Borrowed(_) => value,
             std::borrow::Cow::Owned(cut) => cut,
         };
-        item.insert(name.into(), s(stored));
+        item.insert(name, s(stored));
     }
-    item.insert(attr::EVENT_SORT_KEY.into(), s(table::event_sort_key(&occurred_at, &id)));
-    item.insert(attr::OCCURRED_AT.into(), s(occurred_at));
-    item.insert(attr::RECEIVED_AT.into(), s(received_at));
-    item.insert(attr::PAYLOAD_FORMAT.into(), s(payload_format.as_str()));
-    item.insert(attr::PAYLOAD_SIZE.into(), n(payload.as_ref().map_or(0, Vec::len)));
+    item.insert(attr::EVENT_SORT_KEY, s(table::event_sort_key(&occurred_at, &id)));
+    item.insert(attr::OCCURRED_AT, s(occurred_at));
+    item.insert(attr::RECEIVED_AT, s(received_at));
+    item.insert(attr::PAYLOAD_FORMAT, s(payload_format.as_str()));
+    item.insert(attr::PAYLOAD_SIZE, n(payload.as_ref().map_or(0, Vec::len)));
     if let Some(schema_id) = schema_id {
-        item.insert(attr::SCHEMA_ID.into(), n(schema_id));
+        item.insert(attr::SCHEMA_ID, n(schema_id));
     }
     if let Some(change) = &change {
-        item.insert(attr::CHANGE.into(), change_value(change));
+        item.insert(attr::CHANGE, change_value(change));
     }
     if !warnings.is_empty() {
         item.insert(
-            attr::WARNINGS.into(),
+            attr::WARNINGS,
             AttributeValue::L(
                 warnings
                     .into_iter()
@@ -204,28 +204,25 @@ pub fn prepare_owned(
         );
     }
     if let Some(retention) = layout.retention_seconds {
-        item.insert(
-            attr::EXPIRES_AT.into(),
-            n(now_epoch_seconds.saturating_add(retention as i64)),
-        );
+        item.insert(attr::EXPIRES_AT, n(now_epoch_seconds.saturating_add(retention as i64)));
     }
 
     let mut blobs = Vec::new();
     // Key and headers inline, unless the record without its payload is already too large.
-    let mut extras = Item::new();
+    let mut extras = PutItem::with_capacity(2);
     if let Some(key) = &key {
-        extras.insert(attr::KEY.into(), data_value(key));
+        extras.insert(attr::KEY, data_value(key));
     }
     if !headers.is_empty() {
-        extras.insert(attr::HEADERS.into(), headers_value(&headers));
+        extras.insert(attr::HEADERS, headers_value(&headers));
     }
     let pointer_room = 1_200; // pointer, size and digest attributes of up to two S3 objects
-    if item_size(&item) + item_size(&extras) + pointer_room > layout.max_item_bytes {
+    if item.size() + extras.size() + pointer_room > layout.max_item_bytes {
         let document = serde_json::json!({"key": key, "headers": headers});
         let bytes = serde_json::to_vec(&document).unwrap_or_default();
         let bucket = layout.bucket.clone().ok_or_else(|| LayoutError::NoBucket {
             id: id.clone(),
-            size: item_size(&item) + item_size(&extras),
+            size: item.size() + extras.size(),
         })?;
         let blob = BlobObject {
             bucket,
@@ -233,21 +230,21 @@ pub fn prepare_owned(
             sha256: sha256_hex(&bytes),
             bytes,
         };
-        item.insert(attr::EXTRAS_S3.into(), s3_pointer(&blob));
+        item.insert(attr::EXTRAS_S3, s3_pointer(&blob));
         blobs.push(blob);
     } else {
-        item.extend(extras);
+        item.append(extras);
     }
 
     if let Some(payload) = payload {
         let sha256 = sha256_hex(&payload);
-        item.insert(attr::PAYLOAD_SHA256.into(), s(sha256.clone()));
-        let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
+        item.insert(attr::PAYLOAD_SHA256, s(sha256.clone()));
+        let room = layout.max_item_bytes.saturating_sub(item.size() + 64);
         // A payload too large to answer inline is read through a link, which only the bucket can give: it goes
         // there even when it would compress into the item.
         let linked = payload.len() as u64 > crate::ports::INLINE_PAYLOAD_MAX && layout.bucket.is_some();
         if !linked && payload.len() <= room && payload.len() < layout.compress_min_bytes {
-            item.insert(attr::PAYLOAD.into(), AttributeValue::B(Blob::new(payload)));
+            item.insert(attr::PAYLOAD, AttributeValue::B(Blob::new(payload)));
         } else {
             let compressed = if !linked && payload.len() >= layout.compress_min_bytes {
                 compress(&payload).filter(|c| c.len() < payload.len())
@@ -256,15 +253,15 @@ pub fn prepare_owned(
             };
             match compressed {
                 Some(c) if c.len() <= room => {
-                    item.insert(attr::PAYLOAD_ZSTD.into(), AttributeValue::B(Blob::new(c)));
+                    item.insert(attr::PAYLOAD_ZSTD, AttributeValue::B(Blob::new(c)));
                 }
                 _ if !linked && payload.len() <= room => {
-                    item.insert(attr::PAYLOAD.into(), AttributeValue::B(Blob::new(payload)));
+                    item.insert(attr::PAYLOAD, AttributeValue::B(Blob::new(payload)));
                 }
                 _ => {
                     let bucket = layout.bucket.clone().ok_or_else(|| LayoutError::NoBucket {
                         id: id.clone(),
-                        size: item_size(&item) + payload.len(),
+                        size: item.size() + payload.len(),
                     })?;
                     let blob = BlobObject {
                         bucket,
@@ -272,7 +269,7 @@ pub fn prepare_owned(
                         bytes: payload,
                         sha256,
                     };
-                    item.insert(attr::PAYLOAD_S3.into(), s3_pointer(&blob));
+                    item.insert(attr::PAYLOAD_S3, s3_pointer(&blob));
                     blobs.push(blob);
                 }
             }
@@ -287,17 +284,17 @@ pub fn prepare_owned(
             decoded.value = None;
         }
         let text = decoded.to_json();
-        let room = layout.max_item_bytes.saturating_sub(item_size(&item) + 64);
+        let room = layout.max_item_bytes.saturating_sub(item.size() + 64);
         let compressed = (text.len() >= layout.compress_min_bytes)
             .then(|| compress(text.as_bytes()))
             .flatten()
             .filter(|c| c.len() < text.len() && c.len() <= room);
         match compressed {
             Some(c) => {
-                item.insert(attr::DECODED_ZSTD.into(), AttributeValue::B(Blob::new(c)));
+                item.insert(attr::DECODED_ZSTD, AttributeValue::B(Blob::new(c)));
             }
             None if text.len() <= room => {
-                item.insert(attr::DECODED.into(), s(text));
+                item.insert(attr::DECODED, s(text));
             }
             None => {}
         }
@@ -380,10 +377,10 @@ mod tests {
         let n_ = notification(Some(br#"{"orderId":"o-1"}"#.to_vec()));
         let prepared = prepare(&n_, &Layout::default(), 0).unwrap();
         assert!(prepared.blobs.is_empty());
-        assert_eq!(get_s(&prepared.item, "order_key"), Some("o-1"));
+        assert_eq!(get_s(&prepared.item.to_item(), "order_key"), Some("o-1"));
         assert!(!prepared.item.contains_key("customer_key"), "indexes are sparse");
         assert!(!prepared.item.contains_key(table::TTL_ATTRIBUTE));
-        let back = record_from_item(&prepared.item).unwrap();
+        let back = record_from_item(&prepared.item.to_item()).unwrap();
         assert_eq!(back.summary, n_.summary());
         assert_eq!(back.headers, n_.headers);
         assert_eq!(back.payload, StoredPayload::Inline(n_.payload.clone().unwrap()));
@@ -399,7 +396,7 @@ mod tests {
             connector: None,
         });
         let prepared = prepare(&n_, &Layout::default(), 0).unwrap();
-        let back = record_from_item(&prepared.item)
+        let back = record_from_item(&prepared.item.to_item())
             .unwrap()
             .change
             .expect("the change is stored");
@@ -420,6 +417,7 @@ mod tests {
                 &prepare(&notification(Some(b"{}".to_vec())), &Layout::default(), 0)
                     .unwrap()
                     .item
+                    .to_item()
             )
             .unwrap()
             .change,
@@ -431,11 +429,11 @@ mod tests {
     fn a_large_compressible_payload_is_compressed() {
         let payload = format!("[{}]", vec!["{\"a\":1}"; 20_000].join(",")).into_bytes();
         let prepared = prepare(&notification(Some(payload.clone())), &Layout::default(), 0).unwrap();
-        let StoredPayload::Zstd(c) = record_from_item(&prepared.item).unwrap().payload else {
+        let StoredPayload::Zstd(c) = record_from_item(&prepared.item.to_item()).unwrap().payload else {
             panic!("not compressed")
         };
         assert_eq!(decompress(&c, payload.len()).unwrap(), payload);
-        assert!(item_size(&prepared.item) < 350_000);
+        assert!(prepared.item.size() < 350_000);
     }
 
     #[test]
@@ -447,14 +445,14 @@ mod tests {
         };
         let prepared = prepare(&notification(Some(payload.clone())), &with_bucket, 0).unwrap();
         assert!(matches!(
-            record_from_item(&prepared.item).unwrap().payload,
+            record_from_item(&prepared.item.to_item()).unwrap().payload,
             StoredPayload::S3(_)
         ));
         assert_eq!(prepared.blobs[0].bytes, payload);
         // Without a bucket it still compresses into the item: stored, never refused.
         let prepared = prepare(&notification(Some(payload)), &Layout::default(), 0).unwrap();
         assert!(matches!(
-            record_from_item(&prepared.item).unwrap().payload,
+            record_from_item(&prepared.item.to_item()).unwrap().payload,
             StoredPayload::Zstd(_)
         ));
     }
@@ -470,7 +468,7 @@ mod tests {
         assert_eq!(prepared.blobs.len(), 1);
         assert_eq!(prepared.blobs[0].bytes, payload);
         assert_eq!(prepared.blobs[0].key, "payloads/orders/0/42");
-        let StoredPayload::S3(pointer) = record_from_item(&prepared.item).unwrap().payload else {
+        let StoredPayload::S3(pointer) = record_from_item(&prepared.item.to_item()).unwrap().payload else {
             panic!()
         };
         assert_eq!(pointer.size, 1_000_000);
@@ -496,7 +494,7 @@ mod tests {
             ..Layout::default()
         };
         let prepared = prepare(&n_, &layout, 0).unwrap();
-        assert!(item_size(&prepared.item) < layout.max_item_bytes);
+        assert!(prepared.item.size() < layout.max_item_bytes);
         let extras = prepared.blobs.iter().find(|b| b.key.ends_with(".extras.json")).unwrap();
         let (key, headers) = parse_extras(&extras.bytes).unwrap();
         assert_eq!(key, n_.key);
@@ -510,7 +508,10 @@ mod tests {
             ..Layout::default()
         };
         let prepared = prepare(&notification(None), &layout, 1_000).unwrap();
-        assert_eq!(get_n::<i64>(&prepared.item, table::TTL_ATTRIBUTE), Some(87_400));
+        assert_eq!(
+            get_n::<i64>(&prepared.item.to_item(), table::TTL_ATTRIBUTE),
+            Some(87_400)
+        );
     }
 
     #[test]

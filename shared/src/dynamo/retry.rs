@@ -160,7 +160,8 @@ mod tests {
             .then_http_response(move || HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body)));
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-        let item = super::super::codec::Item::from([("id".to_owned(), AttributeValue::S("t:0:1".into()))]);
+        let mut item = super::super::codec::PutItem::default();
+        item.insert("id", AttributeValue::S("t:0:1".into()));
         use super::super::sdk::BatchPut as _;
         super::super::sdk::DynamoTable::new(client, "t")
             .batch_put(vec![item])

@@ -4,9 +4,15 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
 
-use super::codec::Item;
+use super::codec::{Item, PutItem};
 use super::retry::classify;
 use super::table::{self, attr};
 use crate::error::{Retry, StoreError};
@@ -15,8 +21,8 @@ use crate::ports::IndexQuery;
 /// What one BatchWriteItem did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Written {
-    /// The items DynamoDB left unprocessed, to send again.
-    pub unprocessed: Vec<Item>,
+    /// The ids of the items DynamoDB left unprocessed, to send again.
+    pub unprocessed: Vec<String>,
     /// The write capacity units DynamoDB says the request consumed, table and indexes (0 where the endpoint does
     /// not say).
     pub write_units: f64,
@@ -32,8 +38,8 @@ impl Written {
 /// Writes up to 25 items in one request.
 #[async_trait]
 pub trait BatchPut: Send + Sync {
-    /// Puts the items; returns those DynamoDB left unprocessed, and what the request cost.
-    async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError>;
+    /// Puts the items; returns the ids of those DynamoDB left unprocessed, and what the request cost.
+    async fn batch_put(&self, items: Vec<PutItem>) -> Result<Written, StoreError>;
 }
 
 /// Reads one item by id.
@@ -99,21 +105,18 @@ impl DynamoTable {
 
 #[async_trait]
 impl BatchPut for DynamoTable {
-    async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError> {
-        let mut requests = Vec::with_capacity(items.len());
-        for item in items {
-            let put = PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map_err(|e| StoreError::new("BatchWriteItem", Retry::Permanent, e.to_string()))?;
-            requests.push(WriteRequest::builder().put_request(put).build());
-        }
+    async fn batch_put(&self, items: Vec<PutItem>) -> Result<Written, StoreError> {
+        // The body is written here, straight from the items ([`super::body`]); the SDK is given an empty request
+        // for the same table and sends this body in its place, signed as its own.
+        let body = bytes::Bytes::from(super::body::batch_write_body(&self.table, &items));
+        drop(items);
         let output = self
             .client
             .batch_write_item()
-            .request_items(&self.table, requests)
-            // What the write cost, for the WriteUnits metric: the item's units and each index's (TOTAL).
+            .request_items(&self.table, Vec::new())
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .customize()
+            .interceptor(RequestBody(body))
             .send()
             .await
             .map_err(|e| classify("BatchWriteItem", e))?;
@@ -128,12 +131,40 @@ impl BatchPut for DynamoTable {
             .remove(&self.table)
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|request| request.put_request.map(|put| put.item))
+            .filter_map(
+                |request| match request.put_request?.item.remove(table::PARTITION_KEY)? {
+                    AttributeValue::S(id) => Some(id),
+                    _ => None,
+                },
+            )
             .collect();
         Ok(Written {
             unprocessed,
             write_units,
         })
+    }
+}
+
+/// Puts a request body written outside the SDK in place of the one the SDK serialized, before the request is
+/// signed (so the signature covers it), and sets its length.
+#[derive(Debug)]
+struct RequestBody(bytes::Bytes);
+
+impl Intercept for RequestBody {
+    fn name(&self) -> &'static str {
+        "RequestBody"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        request.headers_mut().insert("content-length", self.0.len().to_string());
+        *request.body_mut() = SdkBody::from(self.0.clone());
+        Ok(())
     }
 }
 
@@ -302,4 +333,45 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
+    use aws_sdk_dynamodb::types::{ConsumedCapacity, PutRequest, WriteRequest};
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn put_item(id: &str) -> PutItem {
+        let mut item = PutItem::default();
+        item.insert(attr::ID, AttributeValue::S(id.to_owned()));
+        item
+    }
+
+    #[tokio::test]
+    async fn unprocessed_items_come_back_as_their_ids_with_the_capacity_consumed() {
+        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_output(|| {
+            let left = |id: &str| {
+                let item = HashMap::from([
+                    (attr::ID.to_owned(), AttributeValue::S(id.to_owned())),
+                    ("payload".to_owned(), AttributeValue::B(vec![1, 2].into())),
+                ]);
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().expect("put"))
+                    .build()
+            };
+            BatchWriteItemOutput::builder()
+                .unprocessed_items("t", vec![left("t:0:2"), left("t:0:3")])
+                .consumed_capacity(ConsumedCapacity::builder().table_name("t").capacity_units(4.0).build())
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let written = DynamoTable::new(client, "t")
+            .batch_put(vec![put_item("t:0:1"), put_item("t:0:2"), put_item("t:0:3")])
+            .await
+            .expect("answered");
+        assert_eq!(written.unprocessed, vec!["t:0:2".to_owned(), "t:0:3".to_owned()]);
+        assert_eq!(written.write_units, 4.0);
+        assert_eq!(rule.num_calls(), 1);
+    }
 }

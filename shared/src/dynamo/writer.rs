@@ -9,11 +9,10 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
-use super::codec::Item;
+use super::codec::PutItem;
 use super::placement::PreparedItem;
 use super::retry::{no_answer, retry, Backoff};
 use super::sdk::{BatchPut, BlobPut, Written};
-use super::table::attr;
 use crate::ports::{Attempt, Failure, StoreReport, WriteError};
 
 /// DynamoDB's limit of requests in one BatchWriteItem.
@@ -108,7 +107,7 @@ where
             }
             let ready = put_blobs(prepared, blobs, options.backoff, deadline, &mut outcome).await;
             if !ready.is_empty() {
-                let rebuild = |ids: &[String]| -> Vec<Item> {
+                let rebuild = |ids: &[String]| -> Vec<PutItem> {
                     sources
                         .iter()
                         .filter(|(id, _)| ids.contains(id))
@@ -147,7 +146,7 @@ async fn put_blobs(
     backoff: Backoff,
     deadline: Instant,
     outcome: &mut StoreReport,
-) -> Vec<Item> {
+) -> Vec<PutItem> {
     let mut ready = Vec::with_capacity(items.len());
     'items: for item in items {
         for blob in &item.blobs {
@@ -178,11 +177,8 @@ struct ChunkResult {
     failed: Vec<Failure>,
 }
 
-fn item_id(item: &Item) -> String {
-    match item.get(attr::ID) {
-        Some(aws_sdk_dynamodb::types::AttributeValue::S(id)) => id.clone(),
-        _ => String::new(),
-    }
+fn item_id(item: &PutItem) -> String {
+    item.id().unwrap_or_default().to_owned()
 }
 
 fn failures(ids: &[String], error: WriteError) -> Vec<Failure> {
@@ -199,8 +195,8 @@ fn failures(ids: &[String], error: WriteError) -> Vec<Failure> {
 /// The items are handed to the table, not copied; `rebuild` makes the items of the given ids again when a
 /// request failed and took its items with it.
 async fn write_chunk(
-    items: Vec<Item>,
-    rebuild: &(dyn Fn(&[String]) -> Vec<Item> + Sync),
+    items: Vec<PutItem>,
+    rebuild: &(dyn Fn(&[String]) -> Vec<PutItem> + Sync),
     table: &dyn BatchPut,
     backoff: Backoff,
     deadline: Instant,
@@ -249,8 +245,8 @@ async fn write_chunk(
                 return result;
             }
             Ok(unprocessed) => {
-                ids = unprocessed.iter().map(item_id).collect();
-                pending = Some(unprocessed);
+                // Sent again as built again from their sources, like the items of a failed request.
+                ids = unprocessed;
                 Attempt::Unprocessed(ids.len())
             }
             Err(err) if err.is_transient() => Attempt::Failed(err),
@@ -298,6 +294,7 @@ async fn write_chunk(
 
 #[cfg(test)]
 mod tests {
+    use super::super::table::attr;
     use super::*;
     use crate::error::StoreError;
     use aws_sdk_dynamodb::types::AttributeValue;
@@ -311,7 +308,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for Probe {
-        async fn batch_put(&self, items: Vec<Item>) -> Result<Written, StoreError> {
+        async fn batch_put(&self, items: Vec<PutItem>) -> Result<Written, StoreError> {
             let built = self.built.load(std::sync::atomic::Ordering::SeqCst);
             if let Ok(mut seen) = self.seen.lock() {
                 seen.push((built, items.len()));
@@ -342,7 +339,7 @@ mod tests {
             |n| {
                 built.fetch_add(1, Ordering::SeqCst);
                 let id = format!("t:0:{n:04}");
-                let item = Item::from([(attr::ID.to_owned(), AttributeValue::S(id.clone()))]);
+                let item = id_item(&id);
                 if n == 500 {
                     return Err(WriteError::NotRebuilt);
                 }
@@ -370,12 +367,18 @@ mod tests {
         assert!(seen.iter().all(|(_, len)| *len <= MAX_BATCH_ITEMS));
     }
 
+    fn id_item(id: &str) -> PutItem {
+        let mut item = PutItem::default();
+        item.insert(attr::ID, AttributeValue::S(id.to_owned()));
+        item
+    }
+
     fn prepared(n: usize) -> Vec<PreparedItem> {
         (0..n)
             .map(|i| {
                 let id = format!("t:0:{i}");
                 PreparedItem {
-                    item: Item::from([(attr::ID.to_owned(), AttributeValue::S(id.clone()))]),
+                    item: id_item(&id),
                     id,
                     blobs: Vec::new(),
                 }
@@ -388,7 +391,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for Silent {
-        async fn batch_put(&self, _items: Vec<Item>) -> Result<Written, StoreError> {
+        async fn batch_put(&self, _items: Vec<PutItem>) -> Result<Written, StoreError> {
             std::future::pending().await
         }
     }
@@ -427,7 +430,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BatchPut for InFlight {
-        async fn batch_put(&self, _items: Vec<Item>) -> Result<Written, StoreError> {
+        async fn batch_put(&self, _items: Vec<PutItem>) -> Result<Written, StoreError> {
             use std::sync::atomic::Ordering;
             let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
