@@ -212,10 +212,41 @@ impl KafkaMessage {
     /// The stable identity of the record: `{topic}:{partition}:{offset}`. When the trigger sent no usable
     /// offset, a digest of the delivered record stands in for it, so redelivery still maps to one item.
     pub fn id(&self) -> String {
+        // Written piece by piece: made for every record, more than once, and `format!` costs several times this.
+        let mut id = String::with_capacity(self.topic.len() + 42 + self.fingerprint.len());
+        id.push_str(&self.topic);
+        id.push(':');
+        push_decimal(&mut id, self.partition);
+        id.push(':');
         match self.offset {
-            Some(offset) => format!("{}:{}:{}", self.topic, self.partition, offset),
-            None => format!("{}:{}:x{}", self.topic, self.partition, self.fingerprint),
+            Some(offset) => push_decimal(&mut id, offset),
+            None => {
+                id.push('x');
+                id.push_str(&self.fingerprint);
+            }
         }
+        id
+    }
+}
+
+/// Appends `n` in decimal, as `Display` writes it.
+pub fn push_decimal(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -659,6 +690,38 @@ pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> Rendered
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        let mut edges = vec![0, 1, -1, 9, 10, -10, 99, 100, i64::MAX, i64::MIN, i64::MIN + 1];
+        edges.extend((0..63).map(|bit| 1i64 << bit));
+        edges.extend((0..63).map(|bit| -(1i64 << bit) - 1));
+        for n in edges {
+            let mut out = String::from("x");
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}"));
+        }
+    }
+
+    #[test]
+    fn a_record_id_is_topic_partition_and_offset_or_the_fingerprint() {
+        let mut message = KafkaMessage {
+            topic: "orders.v1".into(),
+            partition: 12,
+            offset: Some(9_007_199_254_740_993),
+            timestamp: None,
+            timestamp_type: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            warnings: Vec::new(),
+            fingerprint: "abc123".into(),
+        };
+        assert_eq!(message.id(), "orders.v1:12:9007199254740993");
+        message.offset = None;
+        message.partition = -1;
+        assert_eq!(message.id(), "orders.v1:-1:xabc123");
+    }
 
     #[test]
     fn json_ten_thousand_levels_deep_is_shown_as_json_byte_for_byte() {

@@ -113,8 +113,22 @@ fn is_present(text: &str) -> bool {
     !trimmed.is_empty() && trimmed != "null"
 }
 
+/// Where a value was found (`$.order.id`): written out only when a warning names it, not for every field read.
+struct At<'p>(&'p str, &'p str, Option<&'p str>);
+
+impl At<'_> {
+    /// The path, cut to the length a warning names.
+    fn cut(&self) -> String {
+        let path = match self.2 {
+            Some(inner) => format!("{}.{}.{inner}", self.0, self.1),
+            None => format!("{}.{}", self.0, self.1),
+        };
+        cut_name(&path)
+    }
+}
+
 /// An id-like value as text: strings exactly, numbers as their decimal text. Anything else is not an id.
-fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<Warning>) -> Option<String> {
+fn id_text(value: &Json<'_>, label: &str, path: At<'_>, warnings: &mut Vec<Warning>) -> Option<String> {
     match value {
         Json::String(text) if is_present(text) => Some(text.to_string()),
         Json::String(_) | Json::Null => None,
@@ -125,7 +139,7 @@ fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<Warning
                     WarningCode::IdTooLarge,
                     format!(
                         "{label} at {} is a number of {} characters, too large to write out; kept as written",
-                        cut_name(path),
+                        path.cut(),
                         text.len()
                     ),
                 ));
@@ -137,7 +151,7 @@ fn id_text(value: &Json<'_>, label: &str, path: &str, warnings: &mut Vec<Warning
                 WarningCode::IdNotScalar,
                 format!(
                     "{label} at {} is {}, not a string or number; ignored",
-                    cut_name(path),
+                    path.cut(),
                     other.kind()
                 ),
             ));
@@ -166,12 +180,12 @@ pub(super) fn find_field(
                     if !is_canonical(member, name) {
                         continue;
                     }
-                    let path = format!("{}.{}", scope.path, member);
+                    let path = At(&scope.path, member, None);
                     // An envelope name that holds an object is an envelope, not this field.
                     if matches!(value, Json::Object(_)) && (ENVELOPES.contains(name) || spec.entity == Some(name)) {
                         continue;
                     }
-                    if let Some(found) = id_text(value, spec.label, &path, warnings) {
+                    if let Some(found) = id_text(value, spec.label, path, warnings) {
                         return Some(found);
                     }
                 }
@@ -185,8 +199,8 @@ pub(super) fn find_field(
                     for (inner_name, inner_value) in inner {
                         let canon = canonical(inner_name);
                         if canon == "id" || spec.names.contains(&canon.as_str()) {
-                            let path = format!("{}.{}.{}", scope.path, member, inner_name);
-                            if let Some(found) = id_text(inner_value, spec.label, &path, warnings) {
+                            let path = At(&scope.path, member, Some(inner_name));
+                            if let Some(found) = id_text(inner_value, spec.label, path, warnings) {
                                 return Some(found);
                             }
                         }
@@ -207,7 +221,7 @@ pub(super) fn own_id(scopes: &[Scope<'_, '_>], label: &str, warnings: &mut Vec<W
         .members
         .iter()
         .filter(|(member, _)| is_canonical(member, "id"))
-        .find_map(|(member, value)| id_text(value, label, &format!("{}.{}", scope.path, member), warnings))
+        .find_map(|(member, value)| id_text(value, label, At(&scope.path, member, None), warnings))
 }
 
 pub(super) fn find_time(
@@ -221,7 +235,7 @@ pub(super) fn find_time(
                 if !is_canonical(member, name) {
                     continue;
                 }
-                let path = format!("{}.{}", scope.path, member);
+                let path = At(&scope.path, member, None);
                 match value {
                     Json::String(text) if is_present(text) => match parse_time_text(text) {
                         Some(time) => return Some(time),
@@ -229,7 +243,7 @@ pub(super) fn find_time(
                             WarningCode::UnreadableTime,
                             format!(
                                 "{} is text of {} bytes that is not a time this service reads (RFC 3339 or epoch seconds/milliseconds)",
-                                cut_name(&path),
+                                path.cut(),
                                 text.len()
                             ),
                         )),
@@ -238,13 +252,13 @@ pub(super) fn find_time(
                         Some(time) => return Some(time),
                         None => warnings.push(Warning::new(
                             WarningCode::UnreadableTime,
-                            format!("{} is a number that is not a plausible epoch time", cut_name(&path)),
+                            format!("{} is a number that is not a plausible epoch time", path.cut()),
                         )),
                     },
                     Json::String(_) | Json::Null => {}
                     other => warnings.push(Warning::new(
                         WarningCode::UnreadableTime,
-                        format!("{} is {}, not a time", cut_name(&path), other.kind()),
+                        format!("{} is {}, not a time", path.cut(), other.kind()),
                     )),
                 }
             }
