@@ -7,7 +7,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::record::decode_record;
+use super::record::{decode_record, decode_record_text};
 use super::{DecodedEvent, EventError, EVENT_SOURCES};
 use crate::model::KafkaMessage;
 
@@ -174,8 +174,9 @@ impl<'de> Visitor<'de> for GroupVisitor<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while let Some(entry) = seq.next_element::<Value>()? {
-            self.1.push(decode_record(self.0, &entry));
+        // Each record's text, then the record: most are read straight from it (`decode_record_text`).
+        while let Some(entry) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
+            self.1.push(decode_record_text(self.0, entry.get()));
         }
         Ok(None)
     }

@@ -11,7 +11,7 @@ mod record;
 
 use serde::{Deserialize, Deserializer};
 
-pub use record::decode_record;
+pub use record::{decode_record, decode_record_text};
 
 use crate::model::KafkaMessage;
 
@@ -350,6 +350,21 @@ mod tests {
         assert_eq!(trigger.0.unwrap().records.len(), 1);
         let other: KafkaTrigger = serde_json::from_str(r#"{"Records": [{"eventSource": "aws:sqs"}]}"#).unwrap();
         assert_eq!(other.0, Err(EventError::MissingEventSource));
+    }
+
+    #[test]
+    fn every_way_the_trigger_can_be_deserialized_reads_the_same_records() {
+        let bytes = serde_json::to_vec(&sample()).unwrap();
+        let expected = decode_event_bytes(&bytes).unwrap();
+        // The Lambda runtime's way: serde_path_to_error around a slice deserializer.
+        let runtime: KafkaTrigger =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(&bytes)).unwrap();
+        assert_eq!(runtime.0.unwrap(), expected);
+        // A reader, which cannot lend text, and a JSON tree.
+        let reader: KafkaTrigger = serde_json::from_reader(&bytes[..]).unwrap();
+        assert_eq!(reader.0.unwrap(), expected);
+        let tree: KafkaTrigger = serde_json::from_value(sample()).unwrap();
+        assert_eq!(tree.0.unwrap(), expected);
     }
 
     #[test]

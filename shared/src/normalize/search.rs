@@ -23,7 +23,7 @@ pub(super) fn collect_scopes<'j, 'a>(root: &'j Json<'a>) -> Vec<Scope<'j, 'a>> {
 
 /// The scopes of `root`, found at `path` in the value.
 pub(super) fn collect_scopes_at<'j, 'a>(root: &'j Json<'a>, path: &str) -> Vec<Scope<'j, 'a>> {
-    let mut scopes = Vec::new();
+    let mut scopes = Vec::with_capacity(8);
     let Some(members) = root.as_object() else {
         return scopes;
     };
@@ -36,41 +36,41 @@ pub(super) fn collect_scopes_at<'j, 'a>(root: &'j Json<'a>, path: &str) -> Vec<S
     for _ in 0..MAX_ENVELOPE_DEPTH {
         let end = scopes.len();
         for index in frontier..end {
-            let mut found = Vec::new();
-            for (name, value) in scopes[index].members {
+            let members = scopes[index].members;
+            for (name, value) in members {
                 if let Some(inner) = value.as_object() {
                     if ENVELOPES.iter().any(|envelope| is_canonical(name, envelope)) {
-                        found.push(Scope {
-                            path: format!("{}.{}", scopes[index].path, name),
+                        let path = format!("{}.{}", scopes[index].path, name);
+                        scopes.push(Scope {
+                            path,
                             members: inner,
                             is_entity: false,
                         });
                     }
                 }
             }
-            scopes.extend(found);
         }
         frontier = end;
     }
     // Entity objects inside any envelope scope: `order: {customerId}` tells the customer too.
     let envelope_count = scopes.len();
     for index in 0..envelope_count {
-        let mut found = Vec::new();
-        for (name, value) in scopes[index].members {
+        let members = scopes[index].members;
+        for (name, value) in members {
             if let Some(inner) = value.as_object() {
                 if ["order", "customer", "payment", "shipment", "correlation"]
                     .iter()
                     .any(|entity| is_canonical(name, entity))
                 {
-                    found.push(Scope {
-                        path: format!("{}.{}", scopes[index].path, name),
+                    let path = format!("{}.{}", scopes[index].path, name);
+                    scopes.push(Scope {
+                        path,
                         members: inner,
                         is_entity: true,
                     });
                 }
             }
         }
-        scopes.extend(found);
     }
     scopes
 }
