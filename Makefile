@@ -72,7 +72,7 @@ bench: dynalite ## ingest vs the Python peer (Powertools + boto3): JSON and Avro
 	python3 bench/run.py --runs $${BENCH_RUNS:-3}
 
 .PHONY: criterion
-criterion: ## Criterion benchmarks of decode + normalize + item building (records/s and MB/s per core)
+criterion: ## Criterion benchmarks of decode + normalize + item building + request bodies (records/s and MB/s per core)
 	$(CARGO) bench -p notifications-shared --bench normalize
 
 .PHONY: api-fuzz
