@@ -52,7 +52,8 @@ struct Plain<'a> {
     key: Option<&'a str>,
     #[serde(default)]
     value: Option<&'a str>,
-    /// Each header a one-member object, as the trigger sends them; names in a JSON object's order.
+    /// Each header a one-member object, as the trigger sends them (an object of several members, whose order
+    /// a JSON object may or may not keep, goes the `Value` way).
     #[serde(borrow, default)]
     headers: Option<Vec<std::collections::BTreeMap<&'a str, Vec<i64>>>>,
 }
@@ -92,6 +93,9 @@ fn read_plain(group: &str, text: &str) -> Option<KafkaMessage> {
     let value = base64(plain.value)?;
     let mut headers = Vec::new();
     for pairs in plain.headers.unwrap_or_default() {
+        if pairs.len() != 1 {
+            return None;
+        }
         for (name, numbers) in pairs {
             let bytes = numbers
                 .iter()

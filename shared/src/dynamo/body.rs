@@ -95,7 +95,9 @@ fn attribute(out: &mut Vec<u8>, value: &AttributeValue) {
         AttributeValue::Bool(flag) => {
             out.extend_from_slice(if *flag { b"{\"BOOL\":true" } else { b"{\"BOOL\":false" });
         }
-        AttributeValue::Null(_) => out.extend_from_slice(b"{\"NULL\":true"),
+        AttributeValue::Null(flag) => {
+            out.extend_from_slice(if *flag { b"{\"NULL\":true" } else { b"{\"NULL\":false" });
+        }
         AttributeValue::L(values) => {
             out.extend_from_slice(b"{\"L\":[");
             for (i, value) in values.iter().enumerate() {
@@ -144,10 +146,14 @@ fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     let start = out.len();
     out.resize(start + bytes.len().div_ceil(3) * 4, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or(0);
-    out.truncate(start + written);
+    match base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]) {
+        Ok(written) => out.truncate(start + written),
+        // Not reachable (the room is what base64 needs); written the slow way rather than left empty.
+        Err(_) => {
+            out.truncate(start);
+            out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+        }
+    }
     out.push(b'"');
 }
 
@@ -256,6 +262,7 @@ mod tests {
                 ("yes", AttributeValue::Bool(true)),
                 ("no", AttributeValue::Bool(false)),
                 ("null", AttributeValue::Null(true)),
+                ("not_null", AttributeValue::Null(false)),
                 (
                     "list",
                     AttributeValue::L(vec![

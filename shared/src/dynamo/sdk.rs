@@ -125,19 +125,26 @@ impl BatchPut for DynamoTable {
             .iter()
             .filter_map(|consumed| consumed.capacity_units())
             .sum();
-        let unprocessed = output
-            .unprocessed_items
-            .unwrap_or_default()
-            .remove(&self.table)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(
-                |request| match request.put_request?.item.remove(table::PARTITION_KEY)? {
-                    AttributeValue::S(id) => Some(id),
-                    _ => None,
-                },
-            )
-            .collect();
+        let mut unprocessed = Vec::new();
+        for (name, requests) in output.unprocessed_items.unwrap_or_default() {
+            for request in requests {
+                match request
+                    .put_request
+                    .and_then(|mut put| put.item.remove(table::PARTITION_KEY))
+                {
+                    Some(AttributeValue::S(id)) if name == self.table => unprocessed.push(id),
+                    // Not one of the puts sent: nothing can say which item it stands for, so the whole request is
+                    // taken as failed and sent again (puts are idempotent), never counted as stored.
+                    _ => {
+                        return Err(StoreError::new(
+                            "BatchWriteItem",
+                            Retry::Transient,
+                            "UnprocessedItems holds an entry that is not a put of this table's items",
+                        ))
+                    }
+                }
+            }
+        }
         Ok(Written {
             unprocessed,
             write_units,
@@ -373,5 +380,26 @@ mod tests {
         assert_eq!(written.unprocessed, vec!["t:0:2".to_owned(), "t:0:3".to_owned()]);
         assert_eq!(written.write_units, 4.0);
         assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unprocessed_entry_that_is_not_one_of_the_puts_fails_the_request_instead_of_vanishing() {
+        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_output(|| {
+            let no_id = HashMap::from([("payload".to_owned(), AttributeValue::B(vec![1].into()))]);
+            BatchWriteItemOutput::builder()
+                .unprocessed_items(
+                    "t",
+                    vec![WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(no_id)).build().expect("put"))
+                        .build()],
+                )
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+        let err = DynamoTable::new(client, "t")
+            .batch_put(vec![put_item("t:0:1")])
+            .await
+            .expect_err("an entry that names no item is not taken as written");
+        assert!(err.is_transient(), "{err}");
     }
 }

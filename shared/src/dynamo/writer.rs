@@ -227,7 +227,7 @@ async fn write_chunk(
             }
         };
         if sending.is_empty() {
-            result.stored = total - result.failed.len();
+            result.stored = total.saturating_sub(result.failed.len());
             return result;
         }
         // A request that hangs must not outlive the invocation: its items are then reported not stored (they
@@ -241,19 +241,30 @@ async fn write_chunk(
         }
         let last = match answer.map(|written: Written| written.unprocessed) {
             Ok(unprocessed) if unprocessed.is_empty() => {
-                result.stored = total - result.failed.len();
+                result.stored = total.saturating_sub(result.failed.len());
                 return result;
             }
             Ok(unprocessed) => {
-                // Sent again as built again from their sources, like the items of a failed request.
-                ids = unprocessed;
+                // Sent again as built again from their sources, like the items of a failed request. Only ids
+                // of this request count, each once: an answer cannot make the counts go wrong.
+                let mut left: Vec<String> = Vec::with_capacity(unprocessed.len());
+                for id in unprocessed {
+                    if ids.contains(&id) && !left.contains(&id) {
+                        left.push(id);
+                    }
+                }
+                if left.is_empty() {
+                    result.stored = total.saturating_sub(result.failed.len());
+                    return result;
+                }
+                ids = left;
                 Attempt::Unprocessed(ids.len())
             }
             Err(err) if err.is_transient() => Attempt::Failed(err),
             Err(err) if ids.len() > 1 => {
                 // A permanent error on a batch: write the items one by one so only the culprit fails.
                 tracing::warn!(error = %err, "batch rejected; writing its items one by one");
-                result.stored = total - result.failed.len() - ids.len();
+                result.stored = total.saturating_sub(result.failed.len() + ids.len());
                 for id in ids {
                     let one = std::slice::from_ref(&id);
                     let items = rebuild(one);
@@ -271,7 +282,7 @@ async fn write_chunk(
             }
             Err(err) => {
                 result.failed.extend(failures(&ids, WriteError::Rejected(err)));
-                result.stored = total - result.failed.len();
+                result.stored = total.saturating_sub(result.failed.len());
                 return result;
             }
         };
@@ -282,7 +293,7 @@ async fn write_chunk(
                 last,
             };
             result.failed.extend(failures(&ids, error));
-            result.stored = total - result.failed.len();
+            result.stored = total.saturating_sub(result.failed.len());
             return result;
         }
         tracing::debug!(attempt, pending = ids.len(), last = %last, "retrying batch write");
@@ -384,6 +395,49 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// A table whose first answer leaves one of its items unprocessed, naming it twice, beside an id it was never
+    /// sent; it notes the ids of every request.
+    #[derive(Default)]
+    struct Confused {
+        requests: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl BatchPut for Confused {
+        async fn batch_put(&self, items: Vec<PutItem>) -> Result<Written, StoreError> {
+            let ids: Vec<String> = items.iter().map(item_id).collect();
+            let mut requests = self.requests.lock().expect("lock");
+            requests.push(ids.clone());
+            let unprocessed = if requests.len() == 1 {
+                vec![ids[1].clone(), "elsewhere:0:1".to_owned(), ids[1].clone()]
+            } else {
+                Vec::new()
+            };
+            Ok(Written {
+                unprocessed,
+                write_units: 0.0,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn unprocessed_ids_count_once_and_only_for_items_of_the_request() {
+        let table = Confused::default();
+        let blobs = super::super::mock::MockTable::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let outcome = write_all(prepared(3), &table, &blobs, WriteOptions::default(), deadline).await;
+        assert_eq!(outcome.stored, 3);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.retries, 1);
+        let requests = table.requests.lock().expect("lock").clone();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[1],
+            vec![requests[0][1].clone()],
+            "the one unprocessed item, sent again once"
+        );
     }
 
     /// A table whose requests never get an answer (a hung connection, a black-holed endpoint).
