@@ -759,8 +759,11 @@ async fn rebalances_while_batches_are_built_deliver_every_record_exactly_once() 
         );
         *previous = record.offset;
     }
-    // Two pollers joining, then four rebalances with both taking part (the broker may fold two into one).
-    assert!(progress.rebalances >= 6, "{progress:?}");
+    // The pollers' first assignments are two at least (three when the second's join moves the first's); the
+    // visits' rebalances give both new ones. How many the broker folds into one varies with the machine's load
+    // (10, 6 and 4 have been seen), so only "more than the first two" is asserted, and that records were taken
+    // from batches being built, below.
+    assert!(progress.rebalances > 2, "{progress:?}");
     assert!(
         progress.dropped_at_rebalance > 0,
         "a rebalance took records from a batch being built, which this test is about: {progress:?}"
