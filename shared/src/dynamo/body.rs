@@ -99,14 +99,8 @@ fn attribute(out: &mut Vec<u8>, value: &AttributeValue) {
             out.extend_from_slice(if *flag { b"{\"NULL\":true" } else { b"{\"NULL\":false" });
         }
         AttributeValue::L(values) => {
-            out.extend_from_slice(b"{\"L\":[");
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                attribute(out, value);
-            }
-            out.push(b']');
+            out.extend_from_slice(b"{\"L\":");
+            list(out, values, attribute);
         }
         AttributeValue::M(entries) => {
             out.extend_from_slice(b"{\"M\":");
@@ -176,11 +170,12 @@ fn string(out: &mut Vec<u8>, text: &str) {
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // High bit set in some byte if a byte of `word` is below `n` (n <= 0x80); `below(x, 1)` finds a zero byte.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
     let word_needs = |word: u64| {
-        let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-        let quote = (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
-        let backslash = (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
-        (below_space | quote | backslash) & HIGHS != 0
+        let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+        let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+        (below(word, 0x20) | quote | backslash) & HIGHS != 0
     };
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
