@@ -151,75 +151,74 @@ fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
-/// `text` as a JSON string. Most text needs no escaping: it is checked eight bytes at a time and copied whole;
-/// otherwise `"`, `\\` and control characters are escaped.
+/// `text` as a JSON string. Most text needs no escaping and is copied whole.
 fn string(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    out.reserve(bytes.len() + 2);
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    if needs_escape(bytes) {
-        escaped(out, bytes);
-    } else {
-        out.extend_from_slice(bytes);
-    }
+    escape_json(text, |piece| out.extend_from_slice(piece.as_bytes()));
     out.push(b'"');
 }
 
-/// Whether any byte of `bytes` is `"`, `\\` or below 0x20, eight at a time (the "has less" and "has zero byte"
-/// tests of Bit Twiddling Hacks: exact for the word as a whole).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+/// `text` escaped as a JSON string's contents, given to `emit` piece by piece: runs that need no escaping
+/// (found eight bytes at a time, and given whole) and the escapes of `"`, `\\` and control characters, written
+/// as serde_json and the SDK write them (`\n`, `\u001f`). The Avro decoder writes its strings with it too.
+pub(crate) fn escape_json(text: &str, mut emit: impl FnMut(&str)) {
+    const CONTROL: [&str; 32] = [
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007", "\\u0008", "\\u0009",
+        "\\u000a", "\\u000b", "\\u000c", "\\u000d", "\\u000e", "\\u000f", "\\u0010", "\\u0011", "\\u0012", "\\u0013",
+        "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d",
+        "\\u001e", "\\u001f",
+    ];
+    let bytes = text.as_bytes();
+    let mut plain = 0;
+    while let Some(at) = next_escape(bytes, plain) {
+        // `at` is an ASCII byte, so both slices end on character boundaries.
+        emit(&text[plain..at]);
+        emit(match bytes[at] {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            control => CONTROL[usize::from(control & 0x1f)],
+        });
+        plain = at + 1;
+    }
+    emit(&text[plain..]);
+}
+
+/// The index of the first byte at or after `from` that is `"`, `\\` or below 0x20. Eight bytes at a time, by
+/// the "has less" and "has zero byte" tests of Bit Twiddling Hacks: they can flag a byte above a true one (a
+/// borrow carries upward), never below, so the lowest flagged byte of a word is exact.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
     // High bit set in some byte if a byte of `word` is below `n` (n <= 0x80); `below(x, 1)` finds a zero byte.
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word;
-    let word_needs = |word: u64| {
+    let flagged = |word: u64| {
         let quote = below(word ^ (ONES * u64::from(b'"')), 1);
         let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-        (below(word, 0x20) | quote | backslash) & HIGHS != 0
+        (below(word, 0x20) | quote | backslash) & HIGHS
     };
-    let mut chunks = bytes.chunks_exact(8);
+    let rest = bytes.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut at = from;
     for chunk in &mut chunks {
-        let word = u64::from_ne_bytes([
+        let word = u64::from_le_bytes([
             chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
         ]);
-        if word_needs(word) {
-            return true;
+        let hits = flagged(word);
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
         }
+        at += 8;
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-fn escaped(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut plain = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[plain..i]);
-        plain = i + 1;
-        if escape.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(byte >> 4)],
-                HEX[usize::from(byte & 0xf)],
-            ]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-    }
-    out.extend_from_slice(&bytes[plain..]);
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]
@@ -389,19 +388,48 @@ mod tests {
     #[test]
     fn a_byte_that_needs_escaping_is_found_at_every_position_and_no_other_is() {
         for len in 0..20usize {
-            assert!(!needs_escape(&vec![b'a'; len]));
-            assert!(!needs_escape(&"é!#~\u{7f}".repeat(len).into_bytes()));
+            assert_eq!(next_escape(&vec![b'a'; len], 0), None);
+            assert_eq!(next_escape(&"é!#~\u{7f}".repeat(len).into_bytes(), 0), None);
             for at in 0..len {
                 for bad in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
                     let mut bytes = vec![b'z'; len];
                     bytes[at] = bad;
-                    assert!(needs_escape(&bytes), "{bad:#x} at {at} of {len}");
+                    assert_eq!(next_escape(&bytes, 0), Some(at), "{bad:#x} at {at} of {len}");
+                    // From any start at or before it; none after it.
+                    for from in 0..=at {
+                        assert_eq!(next_escape(&bytes, from), Some(at), "{bad:#x} at {at} from {from}");
+                    }
+                    assert_eq!(next_escape(&bytes, at + 1), None);
+                    // With a second one after it (whose borrow must not hide or move the first).
+                    for later in at + 1..len {
+                        let mut two = bytes.clone();
+                        two[later] = b'"';
+                        assert_eq!(next_escape(&two, 0), Some(at), "{bad:#x} at {at}, \" at {later}");
+                        assert_eq!(next_escape(&two, at + 1), Some(later));
+                    }
                 }
                 for good in [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff, 0x21, 0x5d] {
                     let mut bytes = vec![b'z'; len];
                     bytes[at] = good;
-                    assert!(!needs_escape(&bytes), "{good:#x} at {at} of {len}");
+                    assert_eq!(next_escape(&bytes, 0), None, "{good:#x} at {at} of {len}");
                 }
+            }
+        }
+        assert_eq!(next_escape(b"abc", 4), None);
+    }
+
+    #[test]
+    fn every_character_is_escaped_as_serde_json_escapes_it() {
+        for code in (0u32..0x80).chain([0xe9, 0x2028, 0x1f680]) {
+            let c = char::from_u32(code).unwrap();
+            for text in [c.to_string(), format!("abcdefgh{c}ijk{c}"), format!("{c}{c}\"x")] {
+                let mut out = Vec::new();
+                string(&mut out, &text);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&text).unwrap(),
+                    "{code:#x}"
+                );
             }
         }
     }
