@@ -404,32 +404,50 @@ pub struct Decoded {
     pub key_schema: Option<SchemaInfo>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// The stored form of [`Decoded`], read back ([`StoredDecodedRef`] writes it).
+#[derive(Deserialize)]
 struct StoredDecoded {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     value: Option<Box<serde_json::value::RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     value_schema: Option<SchemaInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     key: Option<Box<serde_json::value::RawValue>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     key_schema: Option<SchemaInfo>,
+}
+
+/// [`StoredDecoded`] as written, borrowing the record's text.
+#[derive(Serialize)]
+struct StoredDecodedRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_schema: Option<&'a SchemaInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a serde_json::value::RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_schema: Option<&'a SchemaInfo>,
 }
 
 impl Decoded {
     /// As one JSON document, the way the store keeps it.
     pub fn to_json(&self) -> String {
-        let raw = |text: &Option<String>| {
-            text.as_ref()
-                .and_then(|t| serde_json::value::RawValue::from_string(t.clone()).ok())
-        };
-        serde_json::to_string(&StoredDecoded {
+        // Borrowed, not copied: the text is checked to be JSON where it lies, and written as it is.
+        fn raw(text: &Option<String>) -> Option<&serde_json::value::RawValue> {
+            text.as_deref().and_then(|t| serde_json::from_str(t).ok())
+        }
+        let stored = StoredDecodedRef {
             value: raw(&self.value),
-            value_schema: self.value_schema.clone(),
+            value_schema: self.value_schema.as_ref(),
             key: raw(&self.key),
-            key_schema: self.key_schema.clone(),
-        })
-        .unwrap_or_else(|_| "{}".to_owned())
+            key_schema: self.key_schema.as_ref(),
+        };
+        let mut out = Vec::with_capacity(self.value.as_ref().map_or(0, String::len) + 160);
+        match serde_json::to_writer(&mut out, &stored) {
+            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned()),
+            Err(_) => "{}".to_owned(),
+        }
     }
 
     /// Read back from [`Decoded::to_json`].
@@ -690,6 +708,41 @@ pub fn render_payload(payload: Option<&[u8]>, format: PayloadFormat) -> Rendered
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_parts_are_stored_as_one_document_and_read_back() {
+        let schema = |id: &str| SchemaInfo {
+            registry: "confluent".into(),
+            id: id.into(),
+            kind: Some("avro".into()),
+            name: Some("com.shop.Order \"v2\"".into()),
+        };
+        let decoded = Decoded {
+            value: Some(r#"{"orderId":"o-1","n":[1,2.5,null]}"#.into()),
+            value_schema: Some(schema("7")),
+            key: Some(r#""k-1""#.into()),
+            key_schema: Some(schema("8")),
+        };
+        let text = decoded.to_json();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"value":{"orderId":"o-1","n":[1,2.5,null]},"#,
+                r#""value_schema":{"registry":"confluent","id":"7","kind":"avro","name":"com.shop.Order \"v2\""},"#,
+                r#""key":"k-1","#,
+                r#""key_schema":{"registry":"confluent","id":"8","kind":"avro","name":"com.shop.Order \"v2\""}}"#
+            )
+        );
+        assert_eq!(Decoded::from_json(&text).unwrap(), decoded);
+        // A part that is not JSON is left out rather than corrupting the document; nothing at all is `{}`.
+        let broken = Decoded {
+            value: Some("{not json".into()),
+            ..Decoded::default()
+        };
+        assert_eq!(broken.to_json(), "{}");
+        assert_eq!(Decoded::from_json("{}").unwrap(), Decoded::default());
+        assert!(Decoded::from_json("{\"value\": ").is_err());
+    }
 
     #[test]
     fn decimals_are_written_as_display_writes_them() {

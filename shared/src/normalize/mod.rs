@@ -51,10 +51,10 @@ pub struct Context<'a> {
 /// Normalizes one record.
 pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification {
     let mut warnings = message.warnings.clone();
-    let value_framing = framing::read_framed(message.value.as_deref(), context.schemas, "value");
+    let mut value_framing = framing::read_framed(message.value.as_deref(), context.schemas, "value");
     // A key is read as framed only when its schema is found: keys are often short binary values (Kafka's
     // LongSerializer writes 8 big-endian bytes, most starting with 0) that merely look framed.
-    let key_framing =
+    let mut key_framing =
         framing::read_framed(message.key.as_deref(), context.schemas, "key").filter(|f| f.schema.kind.is_some());
     let (payload_format, schema_id, body) = match &value_framing {
         Some(f) => (f.format, f.schema_id, f.decoded.as_deref()),
@@ -66,12 +66,6 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
             .chain(&key_framing)
             .filter_map(|f| f.warning.clone()),
     );
-    let decoded = (value_framing.is_some() || key_framing.is_some()).then(|| Decoded {
-        value: value_framing.as_ref().and_then(|f| f.decoded.clone()),
-        value_schema: value_framing.as_ref().map(|f| f.schema.clone()),
-        key: key_framing.as_ref().and_then(|f| f.decoded.clone()),
-        key_schema: key_framing.as_ref().map(|f| f.schema.clone()),
-    });
 
     let headers: Vec<Header> = message
         .headers
@@ -191,6 +185,13 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
             context.received_at
         });
 
+    // Last, once nothing reads the decoded text any more: it is moved into the record, not copied.
+    let decoded = (value_framing.is_some() || key_framing.is_some()).then(|| Decoded {
+        value: value_framing.as_mut().and_then(|f| f.decoded.take()),
+        value_schema: value_framing.map(|f| f.schema),
+        key: key_framing.as_mut().and_then(|f| f.decoded.take()),
+        key_schema: key_framing.map(|f| f.schema),
+    });
     cap_warnings(&mut warnings);
     Notification {
         id: message.id(),
