@@ -1,5 +1,7 @@
 //! The domain model: one Kafka record as it arrives ([`KafkaMessage`]) and as it is stored ([`Notification`]).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -188,16 +190,26 @@ impl WarningCode {
     }
 }
 
+/// A record's timestamp type as held: Kafka's two names are not copied for every record of a batch.
+pub fn timestamp_type(text: &str) -> Cow<'static, str> {
+    match text {
+        "CREATE_TIME" => Cow::Borrowed("CREATE_TIME"),
+        "LOG_APPEND_TIME" => Cow::Borrowed("LOG_APPEND_TIME"),
+        other => Cow::Owned(other.to_owned()),
+    }
+}
+
 /// One Kafka record as delivered by the trigger, decoded from its JSON and base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaMessage {
-    pub topic: String,
+    pub topic: std::sync::Arc<str>,
     pub partition: i64,
     /// `None` when the trigger sent no usable offset; the record is still kept (see [`KafkaMessage::id`]).
     pub offset: Option<i64>,
     /// Milliseconds since the epoch, as delivered.
     pub timestamp: Option<i64>,
-    pub timestamp_type: Option<String>,
+    /// `CREATE_TIME` or `LOG_APPEND_TIME` (not a copy per record: see [`timestamp_type`]), or what was sent.
+    pub timestamp_type: Option<Cow<'static, str>>,
     pub key: Option<Vec<u8>>,
     /// `None` is a tombstone (null value).
     pub value: Option<Vec<u8>>,

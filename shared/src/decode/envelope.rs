@@ -7,7 +7,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::record::{decode_record, decode_record_text};
+use super::record::{decode_record, decode_record_text_after};
 use super::{DecodedEvent, EventError, EVENT_SOURCES};
 use crate::model::KafkaMessage;
 
@@ -176,7 +176,8 @@ impl<'de> Visitor<'de> for GroupVisitor<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         // Each record's text, then the record: most are read straight from it (`decode_record_text`).
         while let Some(entry) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
-            self.1.push(decode_record_text(self.0, entry.get()));
+            let record = decode_record_text_after(self.0, entry.get(), self.1.last());
+            self.1.push(record);
         }
         Ok(None)
     }

@@ -91,7 +91,7 @@ mod tests {
         assert_eq!(event.event_source, "aws:kafka");
         assert_eq!(event.records.len(), 1);
         let r = &event.records[0];
-        assert_eq!(r.topic, "AWSKafkaTopic");
+        assert_eq!(&*r.topic, "AWSKafkaTopic");
         assert_eq!(r.partition, 0);
         assert_eq!(r.offset, Some(0));
         assert_eq!(r.timestamp, Some(1_595_035_749_700));
@@ -172,7 +172,7 @@ mod tests {
         let records = decode_event(&event).unwrap().records;
         assert_eq!(records.len(), 2);
         let r = &records[0];
-        assert_eq!(r.topic, "orders");
+        assert_eq!(&*r.topic, "orders");
         assert_eq!(r.partition, 3);
         assert_eq!(r.offset, Some(12));
         assert_eq!(r.timestamp, None);
@@ -214,7 +214,7 @@ mod tests {
                 .iter()
                 .find(|m| m.partition == record.partition && m.offset == Some(record.offset))
                 .expect("the same record");
-            assert_eq!(Some(mine.topic.as_str()), record.topic.as_deref());
+            assert_eq!(Some(&*mine.topic), record.topic.as_deref());
             assert_eq!(mine.key, b64(&record.key));
             assert_eq!(mine.value, b64(&record.value));
             let headers: Vec<(String, Vec<u8>)> = record
@@ -350,6 +350,39 @@ mod tests {
         assert_eq!(trigger.0.unwrap().records.len(), 1);
         let other: KafkaTrigger = serde_json::from_str(r#"{"Records": [{"eventSource": "aws:sqs"}]}"#).unwrap();
         assert_eq!(other.0, Err(EventError::MissingEventSource));
+    }
+
+    #[test]
+    fn the_records_of_a_group_share_their_topic_name_and_the_usual_timestamp_types_are_not_copied() {
+        let record = |topic: &str, offset: u32, kind: &str| {
+            json!({"topic": topic, "partition": 0, "offset": offset, "timestamp": 5, "timestampType": kind,
+                   "key": null, "value": "e30=", "headers": []})
+        };
+        let event = json!({"eventSource": "aws:kafka", "records": {
+            "orders-0": [record("orders", 1, "CREATE_TIME"), record("orders", 2, "LOG_APPEND_TIME"),
+                         record("other", 3, "CREATE_TIME"), record("other", 4, "SOMETHING_NEW")],
+            "more-0": [record("orders", 5, "CREATE_TIME")]}});
+        let records = decode_event(&event).unwrap().records;
+        let by_offset = |offset: i64| records.iter().find(|r| r.offset == Some(offset)).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&by_offset(1).topic, &by_offset(2).topic));
+        assert!(std::sync::Arc::ptr_eq(&by_offset(3).topic, &by_offset(4).topic));
+        assert_eq!(&*by_offset(3).topic, "other");
+        assert_eq!(&*by_offset(5).topic, "orders");
+        for offset in 1..=3 {
+            assert!(matches!(
+                by_offset(offset).timestamp_type,
+                Some(std::borrow::Cow::Borrowed(_))
+            ));
+        }
+        assert_eq!(by_offset(2).timestamp_type.as_deref(), Some("LOG_APPEND_TIME"));
+        assert_eq!(by_offset(4).timestamp_type.as_deref(), Some("SOMETHING_NEW"));
+        // The same records as each read on its own.
+        for r in &records {
+            let group = if r.offset == Some(5) { "more-0" } else { "orders-0" };
+            let kind = r.timestamp_type.as_deref().unwrap();
+            let alone = decode_record(group, &record(&r.topic, r.offset.unwrap() as u32, kind));
+            assert_eq!(*r, alone);
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and described in a warning (which describes values, never quotes them: warnings are logged).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -63,7 +64,13 @@ struct Plain<'a> {
 /// partition that disagrees with its group) goes the way of [`decode_record`], which warns about it. Both give
 /// the same record for the same text (a property test checks it).
 pub fn decode_record_text(group: &str, text: &str) -> KafkaMessage {
-    if let Some(message) = read_plain(group, text) {
+    decode_record_text_after(group, text, None)
+}
+
+/// [`decode_record_text`] for the record after `previous` in its group: a record of the same topic shares its
+/// name.
+pub(super) fn decode_record_text_after(group: &str, text: &str, previous: Option<&KafkaMessage>) -> KafkaMessage {
+    if let Some(message) = read_plain(group, text, previous) {
         return message;
     }
     match serde_json::from_str::<Value>(text) {
@@ -74,7 +81,7 @@ pub fn decode_record_text(group: &str, text: &str) -> KafkaMessage {
 }
 
 /// The record, when `text` is in the trigger's usual form with nothing to warn about; `None` otherwise.
-fn read_plain(group: &str, text: &str) -> Option<KafkaMessage> {
+fn read_plain(group: &str, text: &str, previous: Option<&KafkaMessage>) -> Option<KafkaMessage> {
     let plain: Plain<'_> = serde_json::from_str(text).ok()?;
     let (_, group_partition) = split_group(group);
     if plain.topic.is_empty() || plain.offset < 0 || group_partition.is_some_and(|p| p != plain.partition) {
@@ -104,12 +111,17 @@ fn read_plain(group: &str, text: &str) -> Option<KafkaMessage> {
             headers.push((name.to_owned(), bytes));
         }
     }
+    let topic = match previous {
+        // The records of a group are of one topic: they share its name rather than each copying it.
+        Some(previous) if *previous.topic == *plain.topic => previous.topic.clone(),
+        _ => Arc::from(&*plain.topic),
+    };
     Some(KafkaMessage {
-        topic: plain.topic.into_owned(),
+        topic,
         partition: plain.partition,
         offset: Some(plain.offset),
         timestamp: Some(plain.timestamp).filter(|t| *t >= 0),
-        timestamp_type: plain.timestamp_type.map(str::to_owned),
+        timestamp_type: plain.timestamp_type.map(crate::model::timestamp_type),
         key,
         value,
         headers,
@@ -217,7 +229,7 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
         ));
         let (topic, partition) = split_group(group);
         return KafkaMessage {
-            topic: topic.unwrap_or("unknown").to_owned(),
+            topic: topic.unwrap_or("unknown").into(),
             partition: partition.unwrap_or(-1),
             offset: None,
             timestamp: None,
@@ -231,13 +243,13 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
     }
     let (group_topic, group_partition) = split_group(group);
     let topic = match entry.get("topic").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-        Some(topic) => topic.to_owned(),
+        Some(topic) => topic.into(),
         None => {
             warnings.push(Warning::new(
                 WarningCode::MissingField,
                 "record has no topic; taken from its topic-partition group",
             ));
-            group_topic.unwrap_or("unknown").to_owned()
+            group_topic.unwrap_or("unknown").into()
         }
     };
     let partition = match (int_field(entry, "partition", &mut warnings), group_partition) {
@@ -252,7 +264,10 @@ fn read_record(group: &str, entry: &Value) -> KafkaMessage {
     };
     let offset = int_field(entry, "offset", &mut warnings).filter(|o| *o >= 0);
     let timestamp = int_field(entry, "timestamp", &mut warnings).filter(|t| *t >= 0);
-    let timestamp_type = entry.get("timestampType").and_then(Value::as_str).map(str::to_owned);
+    let timestamp_type = entry
+        .get("timestampType")
+        .and_then(Value::as_str)
+        .map(crate::model::timestamp_type);
     let key = bytes_field(entry, "key", &mut warnings);
     let value = bytes_field(entry, "value", &mut warnings);
     let mut headers = Vec::new();

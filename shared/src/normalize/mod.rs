@@ -195,11 +195,11 @@ pub fn normalize(message: &KafkaMessage, context: &Context<'_>) -> Notification 
     cap_warnings(&mut warnings);
     Notification {
         id: message.id(),
-        source_topic: message.topic.clone(),
+        source_topic: message.topic.to_string(),
         partition: message.partition,
         offset: message.offset,
         kafka_timestamp: message.timestamp,
-        timestamp_type: message.timestamp_type.clone(),
+        timestamp_type: message.timestamp_type.as_deref().map(str::to_owned),
         key: message.key.clone().map(Data::from_bytes),
         headers,
         fields,

@@ -106,7 +106,7 @@ pub fn typed_events(count: usize, seed: u64, topic: Option<&str>) -> Vec<(String
             let key = String::from_utf8_lossy(message.key.as_deref().unwrap_or_default()).into_owned();
             let normalized = shared::normalize::normalize(
                 &shared::model::KafkaMessage {
-                    topic: message.topic.clone(),
+                    topic: message.topic.as_str().into(),
                     partition: 0,
                     offset: Some(0),
                     timestamp: Some(0),
@@ -344,7 +344,7 @@ mod tests {
             for (message, (_, key, _)) in messages.iter().zip(typed_events(8, 3, None)) {
                 let n = shared::normalize::normalize(
                     &shared::model::KafkaMessage {
-                        topic: message.topic.clone(),
+                        topic: message.topic.as_str().into(),
                         partition: 0,
                         offset: Some(1),
                         timestamp: Some(1),

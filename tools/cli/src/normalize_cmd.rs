@@ -82,7 +82,7 @@ pub fn normalize_to_json(args: &NormalizeArgs, value: Option<Vec<u8>>, schemas: 
         TopicServiceMap::parse(&args.service_map).map_err(|e| anyhow::anyhow!("--service-map: {e}"))?;
     let now = Utc::now();
     let message = KafkaMessage {
-        topic: args.topic.clone(),
+        topic: args.topic.as_str().into(),
         partition: args.partition,
         offset: Some(args.offset),
         timestamp: Some(args.timestamp.unwrap_or_else(|| now.timestamp_millis())),
