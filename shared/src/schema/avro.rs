@@ -25,6 +25,10 @@ const MAX_DECIMAL_SCALE: usize = 1_000;
 /// Deeper values than this are not written out (a recursive schema can nest without end).
 const MAX_DEPTH: usize = 128;
 
+/// The most entries (repeated keys included) a map may have: each is held until the map is put in key order.
+/// apache-avro's reader refused a block of about 200,000 (its allocation limit over the size of an entry).
+const MAX_MAP_ENTRIES: usize = 1 << 18;
+
 /// The largest single allocation the Avro decoder may make: no string or array in a Kafka record is larger.
 const MAX_ALLOCATION_BYTES: usize = 16 * 1024 * 1024;
 
@@ -89,6 +93,14 @@ impl AvroSchema {
             return Err(format!(
                 "the body does not decode with its Avro schema: {} bytes are left over",
                 input.len()
+            ));
+        }
+        // The limit is checked before each value is written; the last one (a long string that escapes to six
+        // times its length) can still take the text over it.
+        if json.len() > super::MAX_DECODED_JSON_BYTES {
+            return Err(format!(
+                "the Avro value's JSON is over {} bytes",
+                super::MAX_DECODED_JSON_BYTES
             ));
         }
         Ok(DecodedBody {
@@ -206,33 +218,35 @@ impl AvroSchema {
             }
             Avro::Map(map) => {
                 // In key order, each key once (the last value, as apache-avro's map keeps it): the same value
-                // always reads the same.
-                let mut entries: Vec<(&str, String)> = Vec::new();
-                let mut written = 0;
+                // always reads the same. The values are written where they fall, in `out`, so the size limit
+                // counts them with everything written before (a map nested in a map holds no text of its own),
+                // then put in order.
+                let start = out.len();
+                let mut entries: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
                 while let Some(count) = block_count(input)? {
                     for _ in 0..count {
+                        if entries.len() >= MAX_MAP_ENTRIES {
+                            return Err(format!("a map of more than {MAX_MAP_ENTRIES} entries"));
+                        }
                         let n = length(input)?;
                         let key = utf8(take(input, n)?)?;
-                        let mut value = String::new();
-                        self.write_datum(&mut value, input, &map.types, depth + 1)?;
-                        written += key.len() + value.len();
-                        if out.len() + written > super::MAX_DECODED_JSON_BYTES {
-                            return Err(format!("its JSON is over {} bytes", super::MAX_DECODED_JSON_BYTES));
-                        }
-                        entries.push((key, value));
+                        let from = out.len();
+                        self.write_datum(out, input, &map.types, depth + 1)?;
+                        entries.push((key, from - start..out.len() - start));
                     }
                 }
+                let values = out.split_off(start);
                 entries.reverse();
                 entries.sort_by(|a, b| a.0.cmp(b.0));
                 entries.dedup_by(|later, earlier| later.0 == earlier.0);
                 out.push('{');
-                for (i, (key, value)) in entries.iter().enumerate() {
+                for (i, (key, value)) in entries.into_iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
                     write_str(out, key);
                     out.push(':');
-                    out.push_str(value);
+                    out.push_str(&values[value]);
                 }
                 out.push('}');
             }
@@ -556,7 +570,11 @@ fn write_base64(out: &mut String, bytes: &[u8]) {
 fn write_time(out: &mut String, nanos_of_day: i64, digits: usize) {
     let secs = nanos_of_day.div_euclid(1_000_000_000);
     let nanos = nanos_of_day.rem_euclid(1_000_000_000);
-    match NaiveTime::from_num_seconds_from_midnight_opt(secs as u32, nanos as u32).filter(|_| secs < 86_400) {
+    let time = u32::try_from(secs)
+        .ok()
+        .filter(|secs| *secs < 86_400)
+        .and_then(|secs| NaiveTime::from_num_seconds_from_midnight_opt(secs, nanos as u32));
+    match time {
         Some(time) => {
             let text = time.format("%H:%M:%S%.9f").to_string();
             write_str(out, &text[..9 + digits]);
@@ -958,6 +976,105 @@ pub(super) mod tests {
             r#""6f1c2b1e-0000-4000-8000-000000000001""#
         );
         assert!(schema.decode(&[&[6u8][..], b"xyz"].concat()).is_err());
+    }
+
+    /// Avro's zig-zag varint of `n`.
+    fn zigzag(n: i64) -> Vec<u8> {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        let mut out = Vec::new();
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn the_json_size_limit_counts_every_level_and_every_map_entry() {
+        // Nested maps: each level an array of 1.5 million nulls (7.5 MB of text from a few bytes, in a block
+        // with a negative count and a byte size), then a map of one entry holding the next level, 70 levels
+        // (past the depth limit). Each level is under the size limit alone; the first two together are over
+        // it, and that is where it stops. Before, each map value had a limit of its own: 64 levels held 480 MB
+        // until the depth limit ended it.
+        let schema = AvroSchema::compile(&RawSchema::new(
+            SchemaKind::Avro,
+            r#"{"type": "record", "name": "R", "fields": [
+                {"name": "a", "type": {"type": "array", "items": "null"}},
+                {"name": "m", "type": {"type": "map", "values": "R"}}]}"#,
+        ))
+        .unwrap();
+        let levels = 70;
+        let mut body = Vec::new();
+        for level in 0..=levels {
+            body.extend(zigzag(-1_500_000));
+            body.extend(zigzag(0)); // the block's byte size
+            body.push(0); // end of the array
+            body.extend(if level < levels { vec![2, 0] } else { vec![0] }); // one entry, key ""
+        }
+        body.extend(std::iter::repeat_n(0, levels)); // the end of each map
+        let error = schema.decode(&body).unwrap_err();
+        assert!(error.contains("over 8388608 bytes"), "{error}");
+        // One level alone is read.
+        let one = [zigzag(-1_500_000), zigzag(0), vec![0, 0]].concat();
+        assert_eq!(schema.decode(&one).unwrap().json.len(), 7_500_014);
+
+        // A map of more entries than it may hold is refused before they pile up, repeated keys too.
+        let map =
+            AvroSchema::compile(&RawSchema::new(SchemaKind::Avro, r#"{"type": "map", "values": "int"}"#)).unwrap();
+        let entries = |n: usize| [zigzag(n as i64), [0u8, 0].repeat(n), vec![0]].concat();
+        let error = map.decode(&entries(MAX_MAP_ENTRIES + 1)).unwrap_err();
+        assert!(error.contains("entries"), "{error}");
+        assert_eq!(map.decode(&entries(MAX_MAP_ENTRIES)).unwrap().json, r#"{"":0}"#);
+
+        // A string that escapes to more than the limit: the limit holds for the text as written.
+        let string = AvroSchema::compile(&RawSchema::new(SchemaKind::Avro, r#""string""#)).unwrap();
+        let controls = [zigzag(1_500_000), vec![1u8; 1_500_000]].concat();
+        let error = string.decode(&controls).unwrap_err();
+        assert!(error.contains("over"), "{error}");
+    }
+
+    #[test]
+    fn a_body_cut_short_is_an_error_where_apache_avro_read_null() {
+        let schema = AvroSchema::compile(&RawSchema::new(
+            SchemaKind::Avro,
+            r#"{"type": "record", "name": "R", "fields": [{"name": "id", "type": "string"},
+                {"name": "note", "type": ["null", "string"]}, {"name": "ok", "type": "boolean"}]}"#,
+        ))
+        .unwrap();
+        let whole = [&[6u8][..], b"o-1", &[2, 2], b"x", &[1]].concat();
+        assert_eq!(
+            schema.decode(&whole).unwrap().json,
+            r#"{"id":"o-1","note":"x","ok":true}"#
+        );
+        // Cut before the boolean: apache-avro reads it as null; ours says the body ends early.
+        let cut = &whole[..whole.len() - 1];
+        assert_eq!(
+            reference_json(&schema, cut).unwrap(),
+            r#"{"id":"o-1","note":"x","ok":null}"#
+        );
+        let error = schema.decode(cut).unwrap_err();
+        assert!(error.contains("ends early"), "{error}");
+    }
+
+    #[test]
+    fn a_time_of_day_outside_the_day_is_written_as_its_number() {
+        let schema = AvroSchema::compile(&RawSchema::new(
+            SchemaKind::Avro,
+            r#"{"type": "long", "logicalType": "time-micros"}"#,
+        ))
+        .unwrap();
+        for micros in [-1i64, 86_400_000_000, (-(1i64 << 32) + 100) * 1_000_000] {
+            let json = schema.decode(&zigzag(micros)).unwrap().json;
+            assert_eq!(json, (micros * 1_000).to_string(), "{micros}");
+        }
+        assert_eq!(
+            schema.decode(&zigzag(100_000_000)).unwrap().json,
+            r#""00:01:40.000000""#
+        );
     }
 
     #[test]
