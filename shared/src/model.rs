@@ -455,11 +455,7 @@ impl Decoded {
             key: raw(&self.key),
             key_schema: self.key_schema.as_ref(),
         };
-        let mut out = Vec::with_capacity(self.value.as_ref().map_or(0, String::len) + 160);
-        match serde_json::to_writer(&mut out, &stored) {
-            Ok(()) => String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned()),
-            Err(_) => "{}".to_owned(),
-        }
+        serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// Read back from [`Decoded::to_json`].

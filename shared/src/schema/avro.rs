@@ -99,8 +99,8 @@ impl AvroSchema {
         // times its length) can still take the text over it.
         if json.len() > super::MAX_DECODED_JSON_BYTES {
             return Err(format!(
-                "the Avro value's JSON is over {} bytes",
-                super::MAX_DECODED_JSON_BYTES
+                "the body does not decode with its Avro schema: {}",
+                json_too_large()
             ));
         }
         Ok(DecodedBody {
@@ -143,7 +143,7 @@ impl AvroSchema {
             return Err(format!("the value nests deeper than {MAX_DEPTH} levels"));
         }
         if out.len() > super::MAX_DECODED_JSON_BYTES {
-            return Err(format!("its JSON is over {} bytes", super::MAX_DECODED_JSON_BYTES));
+            return Err(json_too_large());
         }
         match self.resolve(schema) {
             Avro::Null => out.push_str("null"),
@@ -154,23 +154,10 @@ impl AvroSchema {
             },
             Avro::Int => crate::model::push_decimal(out, i64::from(read_int(input)?)),
             Avro::Long => crate::model::push_decimal(out, read_long(input)?),
-            Avro::Float => {
-                let f = f32::from_le_bytes(take_array(input)?);
-                if f.is_finite() {
-                    write_display(out, f);
-                } else {
-                    write_str(out, &f.to_string());
-                }
-            }
+            Avro::Float => write_f32(out, f32::from_le_bytes(take_array(input)?)),
             Avro::Double => write_float(out, f64::from_le_bytes(take_array(input)?)),
-            Avro::Bytes => {
-                let n = length(input)?;
-                write_base64(out, take(input, n)?);
-            }
-            Avro::String => {
-                let n = length(input)?;
-                write_str(out, utf8(take(input, n)?)?);
-            }
+            Avro::Bytes => write_base64(out, sized(input)?),
+            Avro::String => write_str(out, utf8(sized(input)?)?),
             Avro::Fixed(f) => write_base64(out, take(input, f.size)?),
             Avro::Enum(e) => {
                 let index = read_int(input)?;
@@ -209,9 +196,6 @@ impl AvroSchema {
                             out.push(',');
                         }
                         self.write_datum(out, input, &array.items, depth + 1)?;
-                        if out.len() > super::MAX_DECODED_JSON_BYTES {
-                            return Err(format!("its JSON is over {} bytes", super::MAX_DECODED_JSON_BYTES));
-                        }
                     }
                 }
                 out.push(']');
@@ -228,8 +212,7 @@ impl AvroSchema {
                         if entries.len() >= MAX_MAP_ENTRIES {
                             return Err(format!("a map of more than {MAX_MAP_ENTRIES} entries"));
                         }
-                        let n = length(input)?;
-                        let key = utf8(take(input, n)?)?;
+                        let key = utf8(sized(input)?)?;
                         let from = out.len();
                         self.write_datum(out, input, &map.types, depth + 1)?;
                         entries.push((key, from - start..out.len() - start));
@@ -250,15 +233,7 @@ impl AvroSchema {
                 }
                 out.push('}');
             }
-            Avro::Date => {
-                let days = read_int(input)?;
-                match NaiveDate::from_ymd_opt(1970, 1, 1)
-                    .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(i64::from(days))))
-                {
-                    Some(date) => write_str(out, &date.format("%Y-%m-%d").to_string()),
-                    None => write_display(out, days),
-                }
-            }
+            Avro::Date => write_date(out, read_int(input)?),
             Avro::TimeMillis => write_time(out, i64::from(read_int(input)?) * 1_000_000, 3),
             Avro::TimeMicros => write_time(out, read_long(input)?.saturating_mul(1_000), 6),
             Avro::TimestampMillis => write_timestamp(out, read_long(input)?, 1_000, 3, true),
@@ -271,23 +246,14 @@ impl AvroSchema {
                 if f.size != 12 {
                     return Err(format!("a duration of {} bytes, not 12", f.size));
                 }
-                let part = |bytes: &[u8]| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-                let bytes = take(input, 12)?;
-                let _ = write!(
-                    out,
-                    "{{\"months\":{},\"days\":{},\"millis\":{}}}",
-                    part(&bytes[0..4]),
-                    part(&bytes[4..8]),
-                    part(&bytes[8..12])
-                );
+                let bytes: [u8; 12] = take_array(input)?;
+                let part = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+                write_duration(out, part(0), part(4), part(8));
             }
             Avro::Decimal(d) => {
                 let bytes = match &d.inner {
                     apache_avro::schema::InnerDecimalSchema::Fixed(f) => take(input, f.size)?,
-                    apache_avro::schema::InnerDecimalSchema::Bytes => {
-                        let n = length(input)?;
-                        take(input, n)?
-                    }
+                    apache_avro::schema::InnerDecimalSchema::Bytes => sized(input)?,
                 };
                 if bytes.is_empty() {
                     return Err("a decimal of no bytes".into());
@@ -297,8 +263,7 @@ impl AvroSchema {
             Avro::BigDecimal => {
                 // Rare: read by apache-avro from the datum's own bytes (its length and the bytes).
                 let start = *input;
-                let n = length(input)?;
-                take(input, n)?;
+                sized(input)?;
                 let mut datum = &start[..start.len() - input.len()];
                 let reader = apache_avro::reader::datum::GenericDatumReader::builder(&Avro::BigDecimal)
                     .build()
@@ -310,26 +275,17 @@ impl AvroSchema {
                 }
             }
             Avro::Uuid(kind) => {
-                let bytes = match kind {
-                    apache_avro::schema::UuidSchema::String => {
-                        let n = length(input)?;
-                        let text = utf8(take(input, n)?)?;
-                        let uuid = apache_avro::Uuid::parse_str(text).map_err(|e| format!("a uuid: {e}"))?;
-                        write_str(out, &uuid.to_string());
-                        return Ok(());
-                    }
-                    apache_avro::schema::UuidSchema::Bytes => {
-                        let n = length(input)?;
-                        take(input, n)?
-                    }
+                let uuid = match kind {
+                    apache_avro::schema::UuidSchema::String => apache_avro::Uuid::parse_str(utf8(sized(input)?)?),
+                    apache_avro::schema::UuidSchema::Bytes => apache_avro::Uuid::from_slice(sized(input)?),
                     apache_avro::schema::UuidSchema::Fixed(f) => {
                         if f.size != 16 {
                             return Err(format!("a uuid of {} bytes, not 16", f.size));
                         }
-                        take(input, 16)?
+                        apache_avro::Uuid::from_slice(take(input, 16)?)
                     }
-                };
-                let uuid = apache_avro::Uuid::from_slice(bytes).map_err(|e| format!("a uuid: {e}"))?;
+                }
+                .map_err(|e| format!("a uuid: {e}"))?;
                 write_str(out, &uuid.to_string());
             }
             Avro::Ref { name } => return Err(format!("the type {} is not defined", name.fullname(None))),
@@ -363,8 +319,7 @@ impl AvroSchema {
             Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
             Value::Int(i) => write_display(out, i),
             Value::Long(i) => write_display(out, i),
-            Value::Float(f) if f.is_finite() => write_display(out, f),
-            Value::Float(f) => write_str(out, &f.to_string()),
+            Value::Float(f) => write_f32(out, *f),
             Value::Double(f) => write_float(out, *f),
             Value::Bytes(bytes) | Value::Fixed(_, bytes) => write_base64(out, bytes),
             Value::String(text) => write_str(out, text),
@@ -428,12 +383,7 @@ impl AvroSchema {
                 }
                 out.push('}');
             }
-            Value::Date(days) => match NaiveDate::from_ymd_opt(1970, 1, 1)
-                .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(i64::from(*days))))
-            {
-                Some(date) => write_str(out, &date.format("%Y-%m-%d").to_string()),
-                None => write_display(out, days),
-            },
+            Value::Date(days) => write_date(out, *days),
             Value::Decimal(decimal) => {
                 let scale = match schema {
                     Avro::Decimal(d) => d.scale,
@@ -452,13 +402,7 @@ impl AvroSchema {
             Value::LocalTimestampMicros(us) => write_timestamp(out, *us, 1_000_000, 6, false),
             Value::LocalTimestampNanos(ns) => write_timestamp(out, *ns, 1_000_000_000, 9, false),
             Value::Duration(d) => {
-                let _ = write!(
-                    out,
-                    "{{\"months\":{},\"days\":{},\"millis\":{}}}",
-                    u32::from(d.months()),
-                    u32::from(d.days()),
-                    u32::from(d.millis())
-                );
+                write_duration(out, u32::from(d.months()), u32::from(d.days()), u32::from(d.millis()))
             }
             Value::Uuid(uuid) => write_str(out, &uuid.to_string()),
         }
@@ -509,6 +453,12 @@ fn length(input: &mut &[u8]) -> Result<usize, String> {
     usize::try_from(value).map_err(|_| format!("a length of {value}"))
 }
 
+/// A length, then that many bytes (bytes, a string, a map key).
+fn sized<'i>(input: &mut &'i [u8]) -> Result<&'i [u8], String> {
+    let n = length(input)?;
+    take(input, n)
+}
+
 /// The next `n` bytes.
 fn take<'i>(input: &mut &'i [u8], n: usize) -> Result<&'i [u8], String> {
     if input.len() < n {
@@ -544,6 +494,32 @@ fn block_count(input: &mut &[u8]) -> Result<Option<u64>, String> {
 
 fn write_display(out: &mut String, value: impl std::fmt::Display) {
     let _ = write!(out, "{value}");
+}
+
+fn json_too_large() -> String {
+    format!("its JSON is over {} bytes", super::MAX_DECODED_JSON_BYTES)
+}
+
+fn write_f32(out: &mut String, value: f32) {
+    if value.is_finite() {
+        write_display(out, value);
+    } else {
+        write_str(out, &value.to_string());
+    }
+}
+
+/// Days since the epoch as `YYYY-MM-DD`, or the number where no date is that far.
+fn write_date(out: &mut String, days: i32) {
+    match NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|epoch| epoch.checked_add_signed(chrono::Duration::days(i64::from(days))))
+    {
+        Some(date) => write_str(out, &date.format("%Y-%m-%d").to_string()),
+        None => write_display(out, days),
+    }
+}
+
+fn write_duration(out: &mut String, months: u32, days: u32, millis: u32) {
+    let _ = write!(out, "{{\"months\":{months},\"days\":{days},\"millis\":{millis}}}");
 }
 
 fn write_float(out: &mut String, value: f64) {
