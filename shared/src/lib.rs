@@ -16,3 +16,4 @@ pub mod model;
 pub mod normalize;
 pub mod ports;
 pub mod schema;
+pub mod sigv4;

@@ -91,6 +91,11 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
     local_stack::aws::local_config(endpoint)
 }
 
+/// The SDK configuration the ingest function runs with ([`shared::dynamo::ingest_sdk_config`]), for `endpoint`.
+pub fn ingest_sdk_config(endpoint: &str) -> SdkConfig {
+    shared::dynamo::ingest_sdk_config(sdk_config(endpoint))
+}
+
 /// A DynamoDB client without SDK retries (the writer retries) for `endpoint`.
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     local_stack::aws::dynamodb_client(&sdk_config(endpoint))
@@ -103,7 +108,7 @@ pub fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 
 /// The store adapter over the table `table` at `endpoint` (which may be a fault proxy), with default layout.
 pub fn dynamo_store(endpoint: &str, table: &str) -> DynamoStore {
-    DynamoStore::new(dynamodb_client(endpoint), s3_client(endpoint), table)
+    DynamoStore::new(&sdk_config(endpoint), table).expect("a store for a local endpoint")
 }
 
 /// A test event's bytes, as the Lambda runtime receives them.
@@ -165,7 +170,7 @@ impl TestEnv {
     /// The real ingest handler over this environment (through `endpoint`, which may be a fault proxy).
     pub fn ingest_via(&self, endpoint: &str, extra: &[(&str, &str)]) -> ingest::handler::Ingest {
         let config = self.ingest_config(extra);
-        let store = DynamoStore::for_ingest(dynamodb_client(endpoint), s3_client(endpoint), &config);
+        let store = DynamoStore::for_ingest(&ingest_sdk_config(endpoint), &config).expect("a store");
         // Glue-framed records' schemas from the same endpoint's Glue Schema Registry (moto), as `make dev` does.
         let schemas = shared::schema::registry::resolver_for(
             &config.schemas,

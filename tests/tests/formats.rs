@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::fault_proxy::{self, FaultPlan};
-use integration_tests::{dynamodb_client, event_bytes, kafka_event, s3_client, sdk_config, EventRecord, TestEnv};
+use integration_tests::{event_bytes, kafka_event, sdk_config, EventRecord, TestEnv};
 use notifications_cli::formats::{encode_flow, glue_framer, glue_uuid, register_in_glue, Format};
 use shared::dynamo::DynamoStore;
 use shared::schema::registry::resolver_for;
@@ -111,7 +111,8 @@ async fn a_registry_outage_acknowledges_nothing_framed_and_everything_is_stored_
     // Glue behind a proxy that is down; DynamoDB reachable.
     let mut glue = fault_proxy::start(&env.endpoint, FaultPlan::NONE).await;
     let config = env.ingest_config(&[("FAILURE_MODE", "report-batch-item-failures")]);
-    let store = DynamoStore::for_ingest(dynamodb_client(&env.endpoint), s3_client(&env.endpoint), &config);
+    let store =
+        DynamoStore::for_ingest(&integration_tests::ingest_sdk_config(&env.endpoint), &config).expect("a store");
     let resolver = Arc::new(resolver_for(
         &config.schemas,
         None,

@@ -22,11 +22,7 @@ async fn main() -> Result<(), Error> {
         .with_lambda_request_id("RequestId")
         .init()?;
     let aws = shared::dynamo::ingest_sdk_config(aws_config::load_from_env().await);
-    let store = DynamoStore::for_ingest(
-        aws_sdk_dynamodb::Client::new(&aws),
-        shared::dynamo::s3_client(&aws),
-        &config,
-    );
+    let store = DynamoStore::for_ingest(&aws, &config)?;
     let schemas = ingest::schemas::resolver(&config.schemas, &aws).await?;
     let ingest = Arc::new(Ingest::new(Arc::new(store), config).with_schemas(Arc::new(schemas)));
     metrics_cloudwatch_embedded::lambda::service::run(

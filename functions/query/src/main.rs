@@ -11,11 +11,7 @@ async fn main() -> Result<(), Error> {
     let config = QueryConfig::from_env()?;
     let aws = aws_config::load_from_env().await;
     let cursors = query::cursor_signer(&config, &aws).await?;
-    let store = shared::dynamo::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        shared::dynamo::s3_client(&aws),
-        config.table.clone(),
-    );
+    let store = shared::dynamo::DynamoStore::new(&aws, config.table.clone())?;
     let app = query::app(cursors, Arc::new(store));
     run(app).await
 }

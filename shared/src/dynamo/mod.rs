@@ -5,7 +5,8 @@
 //!   hashed index keys;
 //! - [`writer`]: BatchWriteItem in 25s, several in flight, UnprocessedItems re-sent; [`retry`]: which errors
 //!   are worth another try, and the backoff;
-//! - [`sdk`]: the SDK calls behind small traits, the seams the unit tests mock.
+//! - [`sdk`]: the SDK calls behind small traits, the seams the unit tests mock; [`wire`]: BatchWriteItem signed
+//!   and sent by our own code over the SDK's connector, without the SDK's per-request orchestrator.
 //!
 //! [`DynamoStore`] is the adapter: it implements [`NotificationSink`], [`NotificationIndex`] and
 //! [`NotificationReader`].
@@ -18,6 +19,7 @@ pub mod placement;
 pub mod retry;
 pub mod sdk;
 pub mod table;
+pub mod wire;
 pub mod writer;
 
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 
 pub use placement::Layout;
 pub use sdk::{ingest_sdk_config, s3_client};
+pub use wire::BatchWriter;
 pub use writer::WriteOptions;
 
 use crate::model::Notification;
@@ -59,20 +62,27 @@ pub struct DynamoStore {
 }
 
 impl DynamoStore {
-    /// The adapter over SDK clients, for the table named `table`, with the default layout and write options.
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, s3: aws_sdk_s3::Client, table: impl Into<String>) -> Self {
-        Self::from_parts(Arc::new(DynamoTable::new(dynamodb, table)), Arc::new(S3Bucket::new(s3)))
+    /// The adapter for the table named `table`, with the default layout and write options: reads through SDK
+    /// clients made from `aws`, writes through a [`BatchWriter`] to the same endpoint with the same credentials.
+    /// Fails when `aws` names no region or credentials provider.
+    pub fn new(aws: &aws_config::SdkConfig, table: impl Into<String>) -> Result<Self, crate::error::StoreError> {
+        let writer = Arc::new(BatchWriter::new(aws)?);
+        let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+        Ok(Self::from_parts(
+            Arc::new(DynamoTable::new(dynamodb, writer, table)),
+            Arc::new(S3Bucket::new(s3_client(aws))),
+        ))
     }
 
-    /// The adapter the ingest function writes through: `config`'s table, layout and write options.
+    /// The adapter the ingest function writes through: `config`'s table, layout and write options, over `aws`
+    /// (the function's, from [`ingest_sdk_config`]).
     pub fn for_ingest(
-        dynamodb: aws_sdk_dynamodb::Client,
-        s3: aws_sdk_s3::Client,
+        aws: &aws_config::SdkConfig,
         config: &crate::config::IngestConfig,
-    ) -> Self {
-        Self::new(dynamodb, s3, config.table.clone())
+    ) -> Result<Self, crate::error::StoreError> {
+        Ok(Self::new(aws, config.table.clone())?
             .with_layout(config.layout.clone())
-            .with_write_options(config.write)
+            .with_write_options(config.write))
     }
 
     /// The adapter over any implementation of the calls (the unit tests' mocks).

@@ -32,17 +32,10 @@ where
 {
     let retry = match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Retry::Transient,
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            // A 5xx or 429 without a known code (a load balancer's or proxy's 502/503, an HTML error page) is
-            // the service being unavailable, not a request it refused.
-            let status = service.raw().status();
-            if TRANSIENT_CODES.contains(&code) || status.is_server_error() || status.as_u16() == 429 {
-                Retry::Transient
-            } else {
-                Retry::Permanent
-            }
-        }
+        SdkError::ServiceError(service) => retry_for(
+            service.err().code().unwrap_or_default(),
+            service.raw().status().as_u16(),
+        ),
         _ => Retry::Permanent,
     };
     let message = match &err {
@@ -54,6 +47,17 @@ where
         other => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(other)),
     };
     StoreError::new(operation, retry, message).with_source(err)
+}
+
+/// Whether an error answer with `code` (empty when it has none) and HTTP `status` is worth another try. A 5xx
+/// or 429 without a known code (a load balancer's or proxy's 502/503, an HTML error page) is the service being
+/// unavailable, not a request it refused.
+pub fn retry_for(code: &str, status: u16) -> Retry {
+    if TRANSIENT_CODES.contains(&code) || (500..600).contains(&status) || status == 429 {
+        Retry::Transient
+    } else {
+        Retry::Permanent
+    }
 }
 
 /// Exponential backoff with full jitter: attempt `n` sleeps a random time in `[0, min(cap, base * 2^n)]`.
@@ -155,37 +159,39 @@ mod tests {
         }
     }
 
-    async fn batch_put_answered(status: u16, body: &'static str) -> StoreError {
-        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item)
+    /// The error an SDK call (GetItem) gives for a mocked answer, classified.
+    async fn sdk_call_answered(status: u16, body: &'static str) -> StoreError {
+        let rule = mock!(aws_sdk_dynamodb::Client::get_item)
             .then_http_response(move || HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::from(body)));
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule], |c| c
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-        let mut item = super::super::codec::PutItem::default();
-        item.insert("id", AttributeValue::S("t:0:1".into()));
-        use super::super::sdk::BatchPut as _;
-        super::super::sdk::DynamoTable::new(client, "t")
-            .batch_put(vec![item])
+        let err = client
+            .get_item()
+            .table_name("t")
+            .key("id", AttributeValue::S("t:0:1".into()))
+            .send()
             .await
-            .expect_err("the mocked answer is an error")
+            .expect_err("the mocked answer is an error");
+        classify("GetItem", err)
     }
 
     #[tokio::test]
     async fn an_unavailable_endpoint_without_an_error_code_is_transient() {
         for status in [500, 502, 503, 504, 429] {
-            let err = batch_put_answered(status, "<html>Bad Gateway</html>").await;
+            let err = sdk_call_answered(status, "<html>Bad Gateway</html>").await;
             assert!(err.is_transient(), "{status}: {err}");
         }
     }
 
     #[tokio::test]
     async fn throttling_is_transient_and_a_missing_table_is_not() {
-        let throttled = batch_put_answered(
+        let throttled = sdk_call_answered(
             400,
             r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException"}"#,
         )
         .await;
         assert!(throttled.is_transient(), "{throttled}");
-        let missing = batch_put_answered(
+        let missing = sdk_call_answered(
             400,
             r#"{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException","message":"no table"}"#,
         )

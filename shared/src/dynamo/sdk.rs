@@ -1,20 +1,17 @@
 //! The SDK calls, behind small traits of DynamoDB's and S3's own shapes (items, keys, objects): the seams the
-//! adapter's unit tests replace with mocks. Every error is classified here ([`classify`]).
+//! adapter's unit tests replace with mocks. Every SDK error is classified here ([`classify`]); BatchWriteItem
+//! goes through [`BatchWriter`], outside the SDK's orchestrator.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::{Item, PutItem};
 use super::retry::classify;
 use super::table::{self, attr};
+use super::wire::BatchWriter;
 use crate::error::{Retry, StoreError};
 use crate::ports::IndexQuery;
 
@@ -87,17 +84,19 @@ pub trait BlobGet: Send + Sync {
     async fn presign_get(&self, bucket: &str, key: &str, ttl: std::time::Duration) -> Result<String, StoreError>;
 }
 
-/// The table, through the DynamoDB client.
+/// The table: writes through [`BatchWriter`], reads through the DynamoDB client.
 #[derive(Debug, Clone)]
 pub struct DynamoTable {
     client: aws_sdk_dynamodb::Client,
+    writer: Arc<BatchWriter>,
     table: String,
 }
 
 impl DynamoTable {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    pub fn new(client: aws_sdk_dynamodb::Client, writer: Arc<BatchWriter>, table: impl Into<String>) -> Self {
         DynamoTable {
             client,
+            writer,
             table: table.into(),
         }
     }
@@ -106,72 +105,7 @@ impl DynamoTable {
 #[async_trait]
 impl BatchPut for DynamoTable {
     async fn batch_put(&self, items: Vec<PutItem>) -> Result<Written, StoreError> {
-        // The body is written here, straight from the items ([`super::body`]); the SDK is given an empty request
-        // for the same table and sends this body in its place, signed as its own.
-        let body = bytes::Bytes::from(super::body::batch_write_body(&self.table, &items));
-        drop(items);
-        let output = self
-            .client
-            .batch_write_item()
-            .request_items(&self.table, Vec::new())
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .customize()
-            .interceptor(RequestBody(body))
-            .send()
-            .await
-            .map_err(|e| classify("BatchWriteItem", e))?;
-        let write_units = output
-            .consumed_capacity()
-            .iter()
-            .filter_map(|consumed| consumed.capacity_units())
-            .sum();
-        let mut unprocessed = Vec::new();
-        for (name, requests) in output.unprocessed_items.unwrap_or_default() {
-            for request in requests {
-                match request
-                    .put_request
-                    .and_then(|mut put| put.item.remove(table::PARTITION_KEY))
-                {
-                    Some(AttributeValue::S(id)) if name == self.table => unprocessed.push(id),
-                    // Not one of the puts sent: nothing can say which item it stands for, so the whole request is
-                    // taken as failed and sent again (puts are idempotent), never counted as stored.
-                    _ => {
-                        return Err(StoreError::new(
-                            "BatchWriteItem",
-                            Retry::Transient,
-                            "UnprocessedItems holds an entry that is not a put of this table's items",
-                        ))
-                    }
-                }
-            }
-        }
-        Ok(Written {
-            unprocessed,
-            write_units,
-        })
-    }
-}
-
-/// Puts a request body written outside the SDK in place of the one the SDK serialized, before the request is
-/// signed (so the signature covers it), and sets its length.
-#[derive(Debug)]
-struct RequestBody(bytes::Bytes);
-
-impl Intercept for RequestBody {
-    fn name(&self) -> &'static str {
-        "RequestBody"
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request_mut();
-        request.headers_mut().insert("content-length", self.0.len().to_string());
-        *request.body_mut() = SdkBody::from(self.0.clone());
-        Ok(())
+        self.writer.put(&self.table, items).await
     }
 }
 
@@ -340,66 +274,4 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
         .force_path_style(config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemOutput;
-    use aws_sdk_dynamodb::types::{ConsumedCapacity, PutRequest, WriteRequest};
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
-
-    fn put_item(id: &str) -> PutItem {
-        let mut item = PutItem::default();
-        item.insert(attr::ID, AttributeValue::S(id.to_owned()));
-        item
-    }
-
-    #[tokio::test]
-    async fn unprocessed_items_come_back_as_their_ids_with_the_capacity_consumed() {
-        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_output(|| {
-            let left = |id: &str| {
-                let item = HashMap::from([
-                    (attr::ID.to_owned(), AttributeValue::S(id.to_owned())),
-                    ("payload".to_owned(), AttributeValue::B(vec![1, 2].into())),
-                ]);
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().expect("put"))
-                    .build()
-            };
-            BatchWriteItemOutput::builder()
-                .unprocessed_items("t", vec![left("t:0:2"), left("t:0:3")])
-                .consumed_capacity(ConsumedCapacity::builder().table_name("t").capacity_units(4.0).build())
-                .build()
-        });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
-        let written = DynamoTable::new(client, "t")
-            .batch_put(vec![put_item("t:0:1"), put_item("t:0:2"), put_item("t:0:3")])
-            .await
-            .expect("answered");
-        assert_eq!(written.unprocessed, vec!["t:0:2".to_owned(), "t:0:3".to_owned()]);
-        assert_eq!(written.write_units, 4.0);
-        assert_eq!(rule.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_unprocessed_entry_that_is_not_one_of_the_puts_fails_the_request_instead_of_vanishing() {
-        let rule = mock!(aws_sdk_dynamodb::Client::batch_write_item).then_output(|| {
-            let no_id = HashMap::from([("payload".to_owned(), AttributeValue::B(vec![1].into()))]);
-            BatchWriteItemOutput::builder()
-                .unprocessed_items(
-                    "t",
-                    vec![WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(no_id)).build().expect("put"))
-                        .build()],
-                )
-                .build()
-        });
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
-        let err = DynamoTable::new(client, "t")
-            .batch_put(vec![put_item("t:0:1")])
-            .await
-            .expect_err("an entry that names no item is not taken as written");
-        assert!(err.is_transient(), "{err}");
-    }
 }

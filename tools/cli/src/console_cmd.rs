@@ -172,33 +172,25 @@ pub fn sign(
     region: &str,
     at: SystemTime,
 ) -> Result<(), String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-    let identity = aws_smithy_runtime_api::client::identity::Identity::from(credentials.clone());
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("execute-api")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
     let uri = request.uri().to_string();
     let headers: Vec<(String, String)> = request
         .headers()
         .iter()
         .filter_map(|(n, v)| v.to_str().ok().map(|v| (n.as_str().to_owned(), v.to_owned())))
         .collect();
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        &uri,
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_str())),
-        SignableBody::Bytes(&[]),
-    )
-    .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
-    instructions.apply_to_request_http1x(request);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let signer = shared::sigv4::SigV4 {
+        credentials,
+        region,
+        service: "execute-api",
+        at,
+    };
+    let signed = shared::sigv4::sigv4_headers(&signer, request.method().as_str(), &uri, &headers, &[])?;
+    for (name, value) in signed {
+        let name = http::HeaderName::try_from(name).map_err(|e| e.to_string())?;
+        let value = http::HeaderValue::try_from(value).map_err(|e| e.to_string())?;
+        request.headers_mut().insert(name, value);
+    }
     Ok(())
 }
 

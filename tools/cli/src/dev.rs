@@ -146,11 +146,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 "PAYLOAD_BUCKET" => Some(args.bucket.clone()),
                 other => std::env::var(other).ok(),
             })?;
-            let store = DynamoStore::for_ingest(
-                local_stack::aws::dynamodb_client(&aws),
-                shared::dynamo::s3_client(&aws),
-                &ingest_config,
-            );
+            let store = DynamoStore::for_ingest(&shared::dynamo::ingest_sdk_config(aws.clone()), &ingest_config)?;
             line("ingest", "handler in-process");
             let schema_config = ingest_config.schemas.clone();
             Arc::new(InProcess {
@@ -192,11 +188,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "TABLE_NAME" => Some(args.table.clone()),
         other => std::env::var(other).ok(),
     })?;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        shared::dynamo::s3_client(&aws),
-        args.table.clone(),
-    );
+    let store = DynamoStore::new(&aws, args.table.clone())?;
     let cursors = query::cursor_signer(&query_config, &aws)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

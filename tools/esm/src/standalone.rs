@@ -75,10 +75,9 @@ pub async fn run_mapping(config: EsmConfig, invoke: InvokeArgs) -> anyhow::Resul
             let ingest_config = shared::config::IngestConfig::from_env()?;
             let schema_config = ingest_config.schemas.clone();
             let store = shared::dynamo::DynamoStore::for_ingest(
-                local_stack::aws::dynamodb_client(&aws),
-                shared::dynamo::s3_client(&aws),
+                &shared::dynamo::ingest_sdk_config(aws.clone()),
                 &ingest_config,
-            );
+            )?;
             Arc::new(InProcess {
                 ingest: Arc::new(
                     ingest::handler::Ingest::new(Arc::new(store), ingest_config)

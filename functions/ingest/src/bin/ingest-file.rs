@@ -99,7 +99,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.create_table {
         create_table(&dynamodb, &config.table).await?;
     }
-    let store = DynamoStore::for_ingest(dynamodb, shared::dynamo::s3_client(&aws), &config);
+    let store = DynamoStore::for_ingest(&aws, &config)?;
     let schemas = ingest::schemas::resolver(&config.schemas, &aws).await?;
     let ingest = Ingest::new(Arc::new(store), config).with_schemas(Arc::new(schemas));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
