@@ -10,6 +10,7 @@
 
 pub mod fault_proxy;
 pub mod kafka;
+pub mod sigv4;
 
 use std::sync::{Arc, OnceLock};
 

@@ -188,119 +188,40 @@ async fn the_console_draws_flows_pages_histories_and_shows_every_payload_as_text
     assert!(artifacts.join("timeline.png").is_file());
 }
 
-/// An API Gateway stand-in for the signing check: it verifies AWS SigV4 by the published algorithm, written
-/// here independently of aws-sigv4, and lets through only calls signed with `SECRET` (or carrying
-/// `Bearer good-token`); what it lets through, the real query API answers.
+/// An API Gateway stand-in for the signing check: it verifies AWS SigV4 by the published algorithm
+/// ([`integration_tests::sigv4`], independent of aws-sigv4), and lets through only calls signed with `SECRET` (or
+/// carrying `Bearer good-token`); what it lets through, the real query API answers.
 mod gateway {
     use axum::extract::Request;
     use axum::http::StatusCode;
     use axum::middleware::Next;
     use axum::response::{IntoResponse, Response};
-    use hmac::{Hmac, Mac};
-    use sha2::{Digest, Sha256};
+    use integration_tests::sigv4;
+
+    pub use integration_tests::sigv4::encode;
 
     pub const ACCESS_KEY: &str = "AKIDCONSOLETEST";
     pub const SECRET: &str = "console-test-secret";
     pub const REGION: &str = "eu-west-1";
 
-    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-        mac.update(data.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
-
-    /// RFC 3986 encoding as SigV4 wants it: unreserved characters kept, everything else %XX.
-    pub fn encode(text: &[u8]) -> String {
-        text.iter()
-            .map(|&b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
-
-    fn decode(text: &str) -> Vec<u8> {
-        let bytes = text.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        out
-    }
-
-    /// Why the request is refused, or `None` when its signature is right.
+    /// Why the request is refused, or `None` when its signature (or token) is right.
     pub fn refusal(request: &Request) -> Option<String> {
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-        };
-        let authorization = header("authorization");
+        let authorization = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if let Some(token) = authorization.strip_prefix("Bearer ") {
             return (token != "good-token").then(|| "a bad bearer token".to_owned());
         }
-        let Some(rest) = authorization.strip_prefix("AWS4-HMAC-SHA256 ") else {
-            return Some(format!("not signed: {authorization:?}"));
+        let key = sigv4::Key {
+            access_key: ACCESS_KEY,
+            secret: SECRET,
+            region: REGION,
+            service: "execute-api",
         };
-        let part = |name: &str| {
-            rest.split(", ")
-                .find_map(|p| p.strip_prefix(name))
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (credential, signed_headers, signature) = (part("Credential="), part("SignedHeaders="), part("Signature="));
-        let amz_date = header("x-amz-date");
-        let date = amz_date.get(..8).unwrap_or_default();
-        let scope = format!("{date}/{REGION}/execute-api/aws4_request");
-        if credential != format!("{ACCESS_KEY}/{scope}") {
-            return Some(format!("wrong credential scope {credential}"));
-        }
-        let uri = request.uri();
-        let canonical_uri: Vec<String> = uri.path().split('/').map(|s| encode(s.as_bytes())).collect();
-        let mut query: Vec<(String, String)> = uri
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (n, v) = p.split_once('=').unwrap_or((p, ""));
-                let plus = |s: &str| s.replace('+', " ");
-                (encode(&decode(&plus(n))), encode(&decode(&plus(v))))
-            })
-            .collect();
-        query.sort();
-        let canonical_query: Vec<String> = query.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        let canonical_headers: String = signed_headers
-            .split(';')
-            .map(|name| format!("{name}:{}\n", header(name).trim()))
-            .collect();
-        let canonical_request = format!(
-            "GET\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{}",
-            canonical_uri.join("/"),
-            canonical_query.join("&"),
-            hex::encode(Sha256::digest(b""))
-        );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let mut key = hmac(format!("AWS4{SECRET}").as_bytes(), date);
-        for step in [REGION, "execute-api", "aws4_request"] {
-            key = hmac(&key, step);
-        }
-        let expected = hex::encode(hmac(&key, &string_to_sign));
-        (expected != signature).then(|| format!("signature mismatch for\n{canonical_request}"))
+        // The console forwards GETs, without a body.
+        sigv4::refusal(request.method().as_str(), request.uri(), request.headers(), b"", &key)
     }
 
     pub async fn check(request: Request, next: Next) -> Response {

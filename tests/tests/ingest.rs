@@ -163,6 +163,13 @@ async fn throttling_and_unprocessed_items_from_a_fault_layer_still_leave_every_r
         "faults were injected: {throttled} throttled, {unprocessed} unprocessed"
     );
     assert!(summary.retried >= throttled, "{summary:?}");
+    // Every request's SigV4 signature, checked as it arrived (an invalid one would have failed its records).
+    let calls = proxy.counts.batch_calls.load(std::sync::atomic::Ordering::Relaxed);
+    let checked = proxy
+        .counts
+        .signatures_checked
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(calls > 0 && checked == calls, "{checked} of {calls} signatures checked");
 }
 
 #[tokio::test]

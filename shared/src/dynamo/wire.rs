@@ -7,11 +7,16 @@
 //!
 //! - the endpoint is resolved once, by the SDK's own DynamoDB resolver, from the same settings the SDK reads
 //!   (region, FIPS, dual-stack, `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL` / `endpoint_url`);
-//! - credentials come from the configuration's provider, kept until five minutes before they expire;
-//! - the connector is the SDK's default (rustls, connection pool, connect and read timeouts from the
-//!   configuration);
+//! - credentials come from the configuration's provider, kept until shortly before they expire (five minutes,
+//!   or half their lifetime when that is shorter), asked for again after `ExpiredTokenException`;
+//! - the connector is the one the SDK's default client builds (rustls, connection pool, connect and read
+//!   timeouts from the configuration, a proxy from `HTTPS_PROXY` and `NO_PROXY`);
 //! - retries, backoff and the deadline are the writer's ([`super::writer`]), as they were with the SDK's retries
 //!   off; errors are classified by the same rules as SDK errors ([`super::retry::retry_for`]).
+//!
+//! Not carried over: the SDK's clock-skew correction (Lambda's clock is kept by AWS), its operation timeouts
+//! (the writer's deadline bounds every request), and account-ID-based endpoints (the regional endpoint
+//! serves every account).
 //!
 //! The pure parts, [`signed_request`] and [`answer`], are tested here; the whole path runs in every integration
 //! suite against moto and dynalite.
@@ -38,8 +43,12 @@ use crate::sigv4::{sigv4_headers, SigV4};
 const OPERATION: &str = "BatchWriteItem";
 const TARGET: &str = "DynamoDB_20120810.BatchWriteItem";
 const USER_AGENT: &str = concat!("notification-event-log/", env!("CARGO_PKG_VERSION"));
-/// Credentials are renewed this long before they expire, as the SDK's identity cache does.
+/// Credentials are renewed this long before they expire (at most; see [`Held::fresh`]).
 const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+/// Error codes that mean the credentials signed with are no longer good (rotated or expired early).
+const CREDENTIALS_REFUSED: [&str; 2] = ["ExpiredTokenException", "UnrecognizedClientException"];
+/// How long the credentials provider may take (the SDK's identity cache allows 5 s too).
+const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends BatchWriteItem requests to one DynamoDB endpoint.
 #[derive(Debug)]
@@ -65,8 +74,7 @@ impl BatchWriter {
             settings.set_connect_timeout(timeouts.connect_timeout());
             settings.set_read_timeout(timeouts.read_timeout());
         }
-        let connector = aws_smithy_http_client::default_connector(&settings.build(), aws.sleep_impl())
-            .ok_or_else(|| config_error("the SDK's default HTTPS connector is not built in"))?;
+        let connector = connector(settings.build(), aws.sleep_impl());
         let endpoint = resolve_endpoint(aws, &region)?;
         Ok(Self::with_connector(connector, endpoint, region, provider))
     }
@@ -100,16 +108,19 @@ impl BatchWriter {
         drop(items);
         let credentials = self.credentials.get().await?;
         let request = signed_request(&self.endpoint, &self.region, &credentials, SystemTime::now(), body)?;
+        // Transient whatever the cause, as the SDK's dispatch failures were: a reset, a refused or timed-out
+        // connection, a connection the pool dropped.
         let response = self.connector.call(request).await.map_err(|e| {
-            let retry = if e.is_user() {
-                Retry::Permanent
-            } else {
-                Retry::Transient
-            };
-            StoreError::new(OPERATION, retry, format!("the request was not answered: {e}")).with_source(e)
+            StoreError::new(
+                OPERATION,
+                Retry::Transient,
+                format!("the request was not answered: {e}"),
+            )
+            .with_source(e)
         })?;
         let status = response.status().as_u16();
         let error_type = response.headers().get("x-amzn-errortype").map(str::to_owned);
+        let request_id = response.headers().get("x-amzn-requestid").map(str::to_owned);
         let bytes = ByteStream::new(response.into_body())
             .collect()
             .await
@@ -117,8 +128,34 @@ impl BatchWriter {
                 StoreError::new(OPERATION, Retry::Transient, format!("the answer was cut off: {e}")).with_source(e)
             })?
             .into_bytes();
-        answer(table, status, error_type.as_deref(), &bytes)
+        let mut answer = answer(table, status, error_type.as_deref(), &bytes);
+        if let Err(err) = &mut answer {
+            if CREDENTIALS_REFUSED.iter().any(|code| err.message.starts_with(code)) {
+                // Credentials the service no longer takes: the next try asks the provider for new ones.
+                self.credentials.forget().await;
+                err.retry = Retry::Transient;
+            }
+            if let Some(id) = request_id {
+                err.message.push_str(&format!(" (request id {id})"));
+            }
+        }
+        answer
     }
+}
+
+/// The HTTPS connector the SDK's default client builds: rustls with aws-lc, the given timeouts, and a proxy
+/// from `HTTP_PROXY` / `HTTPS_PROXY` / `NO_PROXY` (as the SDK does from behavior version 2025-08-07).
+fn connector(
+    settings: HttpConnectorSettings,
+    sleep: Option<aws_types::sdk_config::SharedAsyncSleep>,
+) -> SharedHttpConnector {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{proxy::ProxyConfig, Connector};
+    let mut builder = Connector::builder().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
+    builder.set_connector_settings(Some(settings));
+    builder.set_sleep_impl(sleep);
+    builder.set_proxy_config(Some(ProxyConfig::from_env()));
+    SharedHttpConnector::new(builder.build())
 }
 
 /// The BatchWriteItem request carrying `body`, signed with SigV4 for `dynamodb` in `region` at time `at`.
@@ -203,31 +240,30 @@ pub fn answer(table: &str, status: u16, error_type: Option<&str>, body: &[u8]) -
     })
 }
 
-/// An error answer: its code from `x-amzn-ErrorType` or the body's `__type` (`namespace#Code`), and message.
+/// An error answer: its code from `x-amzn-ErrorType` or the body's `__type` or `code`, each of which may be
+/// `namespace#Code:detail` (only `Code` names it), and its message (`message` or `Message`).
 fn service_error(status: u16, error_type: Option<&str>, body: &[u8]) -> StoreError {
-    #[derive(Deserialize, Default)]
-    struct ErrorBody {
-        #[serde(rename = "__type")]
-        kind: Option<String>,
-        #[serde(alias = "Message")]
-        message: Option<String>,
-    }
-    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |name: &str| parsed.get(name).and_then(serde_json::Value::as_str);
     let code = error_type
-        .map(|t| t.split(':').next().unwrap_or(t).to_owned())
-        .or(parsed.kind.map(|k| k.rsplit('#').next().unwrap_or(&k).to_owned()))
+        .or_else(|| field("__type"))
+        .or_else(|| field("code"))
+        .map(error_code)
         .unwrap_or_default();
-    let retry = retry_for(&code, status);
+    let retry = retry_for(code, status);
+    let message = field("message").or_else(|| field("Message")).unwrap_or_default();
     let code = if code.is_empty() {
         format!("HTTP {status}")
     } else {
-        code
+        code.to_owned()
     };
-    StoreError::new(
-        OPERATION,
-        retry,
-        format!("{code}: {}", parsed.message.unwrap_or_default()),
-    )
+    StoreError::new(OPERATION, retry, format!("{code}: {message}"))
+}
+
+/// `Code` from `namespace#Code:detail`, `namespace#Code`, `Code:detail` or `Code`.
+fn error_code(raw: &str) -> &str {
+    let code = raw.split(':').next().unwrap_or(raw);
+    code.rsplit('#').next().unwrap_or(code).trim()
 }
 
 #[derive(Deserialize)]
@@ -312,32 +348,68 @@ fn resolve_endpoint(aws: &aws_types::SdkConfig, region: &str) -> Result<String, 
 #[derive(Debug)]
 struct CredentialCache {
     provider: SharedCredentialsProvider,
-    current: tokio::sync::Mutex<Option<Credentials>>,
+    current: tokio::sync::Mutex<Option<Held>>,
 }
 
 impl CredentialCache {
     async fn get(&self) -> Result<Credentials, StoreError> {
         let mut current = self.current.lock().await;
-        if let Some(credentials) = current.as_ref().filter(|c| fresh(c, SystemTime::now())) {
-            return Ok(credentials.clone());
+        if let Some(held) = current.as_ref().filter(|held| held.fresh(SystemTime::now())) {
+            return Ok(held.credentials.clone());
         }
-        let credentials = self.provider.provide_credentials().await.map_err(|e| {
-            let retry = match e {
-                CredentialsError::ProviderTimedOut(_) | CredentialsError::ProviderError(_) => Retry::Transient,
-                _ => Retry::Permanent,
-            };
-            StoreError::new(OPERATION, retry, format!("no credentials to sign with: {e}")).with_source(e)
-        })?;
-        *current = Some(credentials.clone());
+        let asked = tokio::time::timeout(CREDENTIALS_TIMEOUT, self.provider.provide_credentials()).await;
+        let credentials = match asked {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(e)) => {
+                let retry = match e {
+                    CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_) => {
+                        Retry::Permanent
+                    }
+                    _ => Retry::Transient,
+                };
+                return Err(
+                    StoreError::new(OPERATION, retry, format!("no credentials to sign with: {e}")).with_source(e),
+                );
+            }
+            Err(_) => {
+                return Err(StoreError::new(
+                    OPERATION,
+                    Retry::Transient,
+                    format!("the credentials provider did not answer within {CREDENTIALS_TIMEOUT:?}"),
+                ))
+            }
+        };
+        *current = Some(Held {
+            credentials: credentials.clone(),
+            at: SystemTime::now(),
+        });
         Ok(credentials)
+    }
+
+    /// Drops the credentials held, so that the next request asks the provider.
+    async fn forget(&self) {
+        *self.current.lock().await = None;
     }
 }
 
-/// Whether credentials can still sign at `now`: no expiry, or more than five minutes left.
-fn fresh(credentials: &Credentials, now: SystemTime) -> bool {
-    credentials
-        .expiry()
-        .is_none_or(|expiry| expiry > now + RENEW_BEFORE_EXPIRY)
+/// Credentials and when they were obtained.
+#[derive(Debug)]
+struct Held {
+    credentials: Credentials,
+    at: SystemTime,
+}
+
+impl Held {
+    /// Whether the credentials can still sign at `now`: no expiry, or more left than the smaller of five minutes
+    /// and half the time they were obtained for (credentials issued for a few minutes are not asked for again
+    /// on every request).
+    fn fresh(&self, now: SystemTime) -> bool {
+        let Some(expiry) = self.credentials.expiry() else {
+            return true;
+        };
+        let lifetime = expiry.duration_since(self.at).unwrap_or_default();
+        expiry > now + RENEW_BEFORE_EXPIRY.min(lifetime / 2)
+    }
 }
 
 fn config_error(message: &str) -> StoreError {
@@ -475,6 +547,45 @@ mod tests {
     }
 
     #[test]
+    fn a_code_is_read_whatever_namespace_or_detail_comes_with_it() {
+        for raw in [
+            "ThrottlingException",
+            "ThrottlingException:http://internal.amazon.com/coral/com.amazon.coral.availability/",
+            "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+            "com.amazonaws.dynamodb.v20120810#ThrottlingException:http://internal.amazon.com/",
+            " ThrottlingException ",
+        ] {
+            assert_eq!(error_code(raw), "ThrottlingException", "{raw}");
+            let from_header = answer(TABLE, 400, Some(raw), b"").expect_err("an error");
+            assert!(from_header.is_transient(), "{raw}: {from_header}");
+            let body = serde_json::json!({ "__type": raw }).to_string();
+            let from_body = answer(TABLE, 400, None, body.as_bytes()).expect_err("an error");
+            assert!(from_body.is_transient(), "{raw}: {from_body}");
+        }
+        let from_code = answer(TABLE, 400, None, br#"{"code":"ResourceNotFoundException"}"#).expect_err("an error");
+        assert!(
+            from_code.to_string().contains("ResourceNotFoundException"),
+            "{from_code}"
+        );
+    }
+
+    #[test]
+    fn a_body_with_both_message_spellings_keeps_its_code() {
+        let err = answer(
+            TABLE,
+            400,
+            None,
+            br#"{"__type":"x#ProvisionedThroughputExceededException","message":"slow down","Message":"Slow"}"#,
+        )
+        .expect_err("an error");
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "BatchWriteItem failed: ProvisionedThroughputExceededException: slow down"
+        );
+    }
+
+    #[test]
     fn a_client_error_without_a_code_is_permanent() {
         let err = answer(TABLE, 400, None, b"\xff\x00 not json").expect_err("an error");
         assert!(!err.is_transient(), "{err}");
@@ -604,13 +715,102 @@ mod tests {
         assert!(!err.is_transient(), "{err}");
     }
 
+    fn held(lifetime: Duration, at: SystemTime) -> Held {
+        Held {
+            credentials: credentials(Some(at + lifetime)),
+            at,
+        }
+    }
+
     #[test]
-    fn credentials_are_renewed_five_minutes_before_they_expire() {
+    fn credentials_are_renewed_five_minutes_before_they_expire_or_halfway_through_a_short_life() {
         let now = SystemTime::now();
-        assert!(fresh(&credentials(None), now));
-        assert!(fresh(&credentials(Some(now + Duration::from_secs(301))), now));
-        assert!(!fresh(&credentials(Some(now + Duration::from_secs(299))), now));
-        assert!(!fresh(&credentials(Some(now - Duration::from_secs(1))), now));
+        let forever = Held {
+            credentials: credentials(None),
+            at: now,
+        };
+        assert!(forever.fresh(now + Duration::from_secs(86_400)));
+        let hour = held(Duration::from_secs(3600), now);
+        assert!(hour.fresh(now + Duration::from_secs(3600 - 301)));
+        assert!(!hour.fresh(now + Duration::from_secs(3600 - 299)));
+        assert!(!hour.fresh(now + Duration::from_secs(3601)));
+        // Issued for four minutes: kept for the first two, not asked for again on every request.
+        let short = held(Duration::from_secs(240), now);
+        assert!(short.fresh(now));
+        assert!(short.fresh(now + Duration::from_secs(119)));
+        assert!(!short.fresh(now + Duration::from_secs(121)));
+    }
+
+    /// A credentials provider mock (unit tests only) that counts the calls and gives credentials expiring
+    /// `lifetime` from now, or an error.
+    #[derive(Debug, Clone)]
+    struct CountingProvider {
+        calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        lifetime: Option<Duration>,
+        fail: Option<fn() -> CredentialsError>,
+    }
+
+    impl ProvideCredentials for CountingProvider {
+        fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answer = match self.fail {
+                Some(error) => Err(error()),
+                None => Ok(credentials(self.lifetime.map(|l| SystemTime::now() + l))),
+            };
+            aws_credential_types::provider::future::ProvideCredentials::ready(answer)
+        }
+    }
+
+    fn counting(
+        lifetime: Option<Duration>,
+        fail: Option<fn() -> CredentialsError>,
+    ) -> (CredentialCache, CountingProvider) {
+        let provider = CountingProvider {
+            calls: Default::default(),
+            lifetime,
+            fail,
+        };
+        let cache = CredentialCache {
+            provider: SharedCredentialsProvider::new(provider.clone()),
+            current: tokio::sync::Mutex::new(None),
+        };
+        (cache, provider)
+    }
+
+    fn calls(provider: &CountingProvider) -> usize {
+        provider.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn credentials_are_asked_for_once_while_fresh_and_again_when_not_or_when_forgotten() {
+        let (cache, provider) = counting(Some(Duration::from_secs(3600)), None);
+        for _ in 0..5 {
+            cache.get().await.expect("credentials");
+        }
+        assert_eq!(calls(&provider), 1);
+        cache.forget().await;
+        cache.get().await.expect("credentials");
+        assert_eq!(calls(&provider), 2);
+        // Already expired when given: asked for on every request (nothing better to do), each one still signs.
+        let (cache, provider) = counting(Some(Duration::ZERO), None);
+        cache.get().await.expect("credentials");
+        cache.get().await.expect("credentials");
+        assert_eq!(calls(&provider), 2);
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_fails_fails_the_request_transient_unless_nothing_is_configured() {
+        let (cache, _) = counting(None, Some(|| CredentialsError::provider_error("IMDS unreachable")));
+        let err = cache.get().await.expect_err("no credentials");
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().contains("no credentials to sign with"), "{err}");
+        let (cache, _) = counting(None, Some(|| CredentialsError::not_loaded("no provider found")));
+        assert!(!cache.get().await.expect_err("no credentials").is_transient());
+        let (cache, _) = counting(None, Some(|| CredentialsError::unhandled("odd")));
+        assert!(cache.get().await.expect_err("no credentials").is_transient());
     }
 
     fn sdk_config(endpoint: Option<&str>, region: &str, fips: bool) -> aws_types::SdkConfig {
@@ -728,6 +928,74 @@ mod tests {
         let (writer, _) = canned(413, None, "");
         let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("an error");
         assert!(!err.is_transient(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn credentials_the_service_refuses_are_asked_for_again_and_the_request_is_tried_again() {
+        let provider = CountingProvider {
+            calls: Default::default(),
+            lifetime: None,
+            fail: None,
+        };
+        let connector = CannedConnector {
+            status: 400,
+            error_type: None,
+            body: r#"{"__type":"com.amazon.coral.service#ExpiredTokenException","message":"The security token included in the request is expired"}"#,
+            sent: Default::default(),
+        };
+        let writer = BatchWriter::with_connector(
+            SharedHttpConnector::new(connector),
+            "http://127.0.0.1:8000".into(),
+            "us-east-1".into(),
+            SharedCredentialsProvider::new(provider.clone()),
+        );
+        let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("refused");
+        assert!(err.is_transient(), "{err}");
+        writer.put("t", vec![put_item("t:0:1")]).await.expect_err("refused");
+        assert_eq!(calls(&provider), 2, "asked again after the refusal");
+    }
+
+    #[tokio::test]
+    async fn an_error_names_the_request_id_the_service_gave() {
+        #[derive(Debug)]
+        struct WithId;
+        impl HttpConnector for WithId {
+            fn call(&self, _: HttpRequest) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+                use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+                let mut response = HttpResponse::new(500.try_into().expect("a status"), SdkBody::from("{}"));
+                response.headers_mut().insert("x-amzn-RequestId", "ABC123");
+                aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
+            }
+        }
+        let writer = BatchWriter::with_connector(
+            SharedHttpConnector::new(WithId),
+            "http://127.0.0.1:8000".into(),
+            "us-east-1".into(),
+            SharedCredentialsProvider::new(credentials(None)),
+        );
+        let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("an error");
+        assert!(err.is_transient(), "{err}");
+        assert!(err.to_string().ends_with("(request id ABC123)"), "{err}");
+    }
+
+    #[test]
+    fn the_services_own_endpoint_url_comes_before_the_global_one() {
+        #[derive(Debug)]
+        struct ServiceEndpoint;
+        impl aws_types::service_config::LoadServiceConfig for ServiceEndpoint {
+            fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+                (key.service_id() == "DynamoDB" && key.env() == "AWS_ENDPOINT_URL")
+                    .then(|| "http://127.0.0.1:7001".to_owned())
+            }
+        }
+        let config = aws_types::SdkConfig::builder()
+            .region(aws_types::region::Region::new("us-east-1"))
+            .service_config(ServiceEndpoint)
+            .build();
+        assert_eq!(
+            resolve_endpoint(&config, "us-east-1").expect("resolved"),
+            "http://127.0.0.1:7001"
+        );
     }
 
     #[test]
