@@ -198,8 +198,9 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
         // router) sees a Host and, after held-back items, a body the signature no longer covers.
         let first_hop = !parts.headers.contains_key(CHECKED);
         if first_hop && crate::sigv4::access_key(&parts.headers).as_deref() == Some(LOCAL_KEY.access_key) {
-            let uri = parts.uri.clone();
-            if let Some(why) = crate::sigv4::refusal(parts.method.as_str(), &uri, &parts.headers, &body, &LOCAL_KEY) {
+            if let Some(why) =
+                crate::sigv4::refusal(parts.method.as_str(), &parts.uri, &parts.headers, &body, &LOCAL_KEY)
+            {
                 return dynamodb_error(StatusCode::BAD_REQUEST, "InvalidSignatureException", &why);
             }
             state.counts.signatures_checked.fetch_add(1, Ordering::Relaxed);

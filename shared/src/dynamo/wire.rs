@@ -97,11 +97,6 @@ impl BatchWriter {
         }
     }
 
-    /// The endpoint requests go to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     /// Puts `items` into `table` in one request: what DynamoDB left unprocessed, and what it cost.
     pub async fn put(&self, table: &str, items: Vec<PutItem>) -> Result<Written, StoreError> {
         let body = Bytes::from(super::body::batch_write_body(table, &items));
@@ -848,12 +843,12 @@ mod tests {
         );
     }
 
-    /// A connector mock (unit tests only): answers every request with `status`, `error_type` and `body`, and
-    /// keeps the requests.
+    /// A connector mock (unit tests only): answers every request with `status`, `headers` and `body`, and keeps
+    /// the requests.
     #[derive(Debug, Clone)]
     struct CannedConnector {
         status: u16,
-        error_type: Option<&'static str>,
+        headers: &'static [(&'static str, &'static str)],
         body: &'static str,
         sent: std::sync::Arc<std::sync::Mutex<Vec<HttpRequest>>>,
     }
@@ -864,27 +859,39 @@ mod tests {
             self.sent.lock().expect("lock").push(request);
             let status = self.status.try_into().expect("a status");
             let mut response = HttpResponse::new(status, SdkBody::from(self.body));
-            if let Some(kind) = self.error_type {
-                response.headers_mut().insert("x-amzn-errortype", kind);
+            for (name, value) in self.headers {
+                response.headers_mut().insert(*name, *value);
             }
             aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
         }
     }
 
-    fn canned(status: u16, error_type: Option<&'static str>, body: &'static str) -> (BatchWriter, CannedConnector) {
-        let connector = CannedConnector {
-            status,
-            error_type,
-            body,
-            sent: Default::default(),
-        };
+    /// A writer whose requests `connector` answers, signing with credentials from `provider`.
+    fn canned_with(
+        connector: CannedConnector,
+        provider: impl ProvideCredentials + 'static,
+    ) -> (BatchWriter, CannedConnector) {
         let writer = BatchWriter::with_connector(
             SharedHttpConnector::new(connector.clone()),
             "http://127.0.0.1:8000".into(),
             "us-east-1".into(),
-            SharedCredentialsProvider::new(credentials(None)),
+            SharedCredentialsProvider::new(provider),
         );
         (writer, connector)
+    }
+
+    fn canned(
+        status: u16,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+    ) -> (BatchWriter, CannedConnector) {
+        let connector = CannedConnector {
+            status,
+            headers,
+            body,
+            sent: Default::default(),
+        };
+        canned_with(connector, credentials(None))
     }
 
     fn put_item(id: &str) -> PutItem {
@@ -900,7 +907,7 @@ mod tests {
     async fn a_put_sends_the_items_signed_and_reads_the_answer() {
         let (writer, connector) = canned(
             200,
-            None,
+            &[],
             r#"{"UnprocessedItems":{"t":[{"PutRequest":{"Item":{"id":{"S":"t:0:2"}}}}]},
                 "ConsumedCapacity":[{"TableName":"t","CapacityUnits":2.0}]}"#,
         );
@@ -922,10 +929,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_put_answered_with_an_error_gives_the_classified_error() {
-        let (writer, _) = canned(400, Some("ProvisionedThroughputExceededException:"), "{}");
+        let (writer, _) = canned(
+            400,
+            &[("x-amzn-errortype", "ProvisionedThroughputExceededException:")],
+            "{}",
+        );
         let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("an error");
         assert!(err.is_transient(), "{err}");
-        let (writer, _) = canned(413, None, "");
+        let (writer, _) = canned(413, &[], "");
         let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("an error");
         assert!(!err.is_transient(), "{err}");
     }
@@ -939,16 +950,11 @@ mod tests {
         };
         let connector = CannedConnector {
             status: 400,
-            error_type: None,
+            headers: &[],
             body: r#"{"__type":"com.amazon.coral.service#ExpiredTokenException","message":"The security token included in the request is expired"}"#,
             sent: Default::default(),
         };
-        let writer = BatchWriter::with_connector(
-            SharedHttpConnector::new(connector),
-            "http://127.0.0.1:8000".into(),
-            "us-east-1".into(),
-            SharedCredentialsProvider::new(provider.clone()),
-        );
+        let (writer, _) = canned_with(connector, provider.clone());
         let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("refused");
         assert!(err.is_transient(), "{err}");
         writer.put("t", vec![put_item("t:0:1")]).await.expect_err("refused");
@@ -957,22 +963,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_names_the_request_id_the_service_gave() {
-        #[derive(Debug)]
-        struct WithId;
-        impl HttpConnector for WithId {
-            fn call(&self, _: HttpRequest) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
-                use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-                let mut response = HttpResponse::new(500.try_into().expect("a status"), SdkBody::from("{}"));
-                response.headers_mut().insert("x-amzn-RequestId", "ABC123");
-                aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
-            }
-        }
-        let writer = BatchWriter::with_connector(
-            SharedHttpConnector::new(WithId),
-            "http://127.0.0.1:8000".into(),
-            "us-east-1".into(),
-            SharedCredentialsProvider::new(credentials(None)),
-        );
+        let (writer, _) = canned(500, &[("x-amzn-RequestId", "ABC123")], "{}");
         let err = writer.put("t", vec![put_item("t:0:1")]).await.expect_err("an error");
         assert!(err.is_transient(), "{err}");
         assert!(err.to_string().ends_with("(request id ABC123)"), "{err}");
